@@ -1,0 +1,61 @@
+"""The JSON API under ``/api/v1``: errors with stable codes, never a 500 for bad input."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from server.core.db import db
+from server.core.errors import YihaoError
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request", 401: "not_authenticated", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+    413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
+    429: "too_many_requests",
+}
+
+
+@bp.errorhandler(YihaoError)
+def _yihao_error(exc: YihaoError):  # type: ignore[no-untyped-def]
+    db.session.rollback()
+    return jsonify(exc.to_dict()), exc.status
+
+
+@bp.app_errorhandler(HTTPException)
+def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    """JSON for every HTTP error under /api/ (routing 404s and 405s included)."""
+    if not request.path.startswith("/api/"):
+        return exc
+    db.session.rollback()
+    status = exc.code or 500
+    code = HTTP_CODES.get(status, "http_error")
+    return jsonify({"code": code, "message": exc.description or exc.name}), status
+
+
+@bp.errorhandler(SQLAlchemyError)
+def _db_error(exc: SQLAlchemyError):  # type: ignore[no-untyped-def]
+    db.session.rollback()
+    log.warning("database error answered as 409: %s", exc)
+    return jsonify({"code": "concurrent_update",
+                    "message": "another change got there first; reload and try again"}), 409
+
+
+@bp.app_errorhandler(Exception)
+def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    db.session.rollback()
+    log.exception("unexpected error")
+    if request.path.startswith("/api/"):
+        return jsonify({"code": "internal_error", "message": "unexpected server error"}), 500
+    return "服务器内部错误 / Internal server error", 500
+
+
+from . import meta, photos, reference, tickets  # noqa: E402,F401

@@ -1,0 +1,130 @@
+"""The request lifecycle every API write shares: who, what, once, one commit.
+
+Controllers stay thin: they name the body model and an operation. This module parses and
+validates the body (422), honours ``Idempotency-Key`` (a repeat returns the first answer and
+changes nothing), commits once, and rolls back on any error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Response, jsonify, request
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from hierarchy.models import User
+from server.auth import check_csrf, current_actor
+from server.core import idempotency as idem
+from server.core.db import db
+from server.core.errors import Conflict, InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
+Result = tuple[dict[str, Any], int]
+
+
+def json_body() -> dict[str, Any]:
+    if not request.data:
+        return {}
+    raw = request.get_json(silent=True)
+    if raw is None:
+        raise InvalidInput("the body is not valid JSON", code="invalid_json")
+    if not isinstance(raw, dict):
+        raise InvalidInput("the body must be a JSON object", code="invalid_json")
+    return raw
+
+
+def parse(model: type[M], raw: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]) or None, "message": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        first = errors[0]
+        where = f"{first['field']}: " if first["field"] else ""
+        raise InvalidInput(f"{where}{first['message']}", errors=errors) from None
+
+
+def _replay(row: idem.IdempotencyKey, fingerprint: str) -> Response:
+    if row.request_hash != fingerprint:
+        raise InvalidInput(
+            "this Idempotency-Key was used for a different request",
+            code="idempotency_key_reused",
+        )
+    response = jsonify(row.response)
+    response.status_code = row.status_code or 200
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def run_write(handler: Callable[[User], Result], fingerprint_body: Any) -> Response:
+    """Run ``handler`` in one transaction, at most once per ``Idempotency-Key``."""
+    actor = current_actor()
+    check_csrf()
+    key = request.headers.get("Idempotency-Key")
+    row: idem.IdempotencyKey | None = None
+    fingerprint = ""
+    if key is not None:
+        key = idem.validate_key(key)
+        fingerprint = idem.request_fingerprint(request.method, request.path, fingerprint_body)
+        existing = idem.find(actor.id, key)
+        if existing is not None:
+            db.session.rollback()
+            return _replay(existing, fingerprint)
+        try:
+            row = idem.claim(actor.id, key, fingerprint)
+        except (IntegrityError, OperationalError):
+            # A concurrent request with this key committed first: answer as it did.
+            db.session.rollback()
+            existing = idem.find(actor.id, key)
+            if existing is None:
+                raise Conflict("the same request is being processed; retry shortly",
+                               code="request_in_progress") from None
+            return _replay(existing, fingerprint)
+    try:
+        body, status = handler(actor)
+        if row is not None:
+            row.status_code = status
+            row.response = body
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def encode_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        value = int(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this API gave out", code="invalid_cursor") from None
+    if value < 0:
+        raise InvalidInput("cursor is not one this API gave out", code="invalid_cursor")
+    return value
+
+
+def int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number", field=name) from None
+    if not lo <= value <= hi:
+        raise InvalidInput(f"{name} must be between {lo} and {hi}", field=name)
+    return value

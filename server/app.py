@@ -1,0 +1,58 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_migrate import Migrate
+
+from server.core import audit, crypto
+from server.core.db import db
+
+from .config import Settings, load_settings
+
+migrate = Migrate()
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.from_mapping(settings.flask_config())
+    app.config.update(overrides)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    crypto.configure(settings.data_key)
+    audit.configure(settings.audit_key)
+
+    _import_models()
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True,
+                     compare_type=True)
+
+    from . import auth, jobs
+    from .api import bp as api_bp
+    from .pages import bp as pages_bp
+
+    auth.init_app(app)
+    jobs.init_app(app)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(pages_bp)
+    return app
+
+
+def _migrations_dir() -> Any:
+    from pathlib import Path
+
+    return Path(__file__).parent / "migrations"
+
+
+def _import_models() -> None:
+    """Import every model module so metadata (and Alembic) see all tables."""
+    import grids.models  # noqa: F401
+    import hierarchy.models  # noqa: F401
+    import server.core.audit
+    import server.core.idempotency
+    import server.core.outbox
+    import server.tickets.models
+    import server.webhooks  # noqa: F401

@@ -1,0 +1,159 @@
+"""The ``yihao`` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from server.core.db import db
+
+
+def _create_app() -> Flask:
+    from .app import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
+             add_version_option=False)
+def main() -> None:
+    """Yihao (一号): the grid-level field workflow beneath a 12345 hotline."""
+
+
+def run_migrations() -> None:
+    from flask_migrate import upgrade
+
+    from .app import _migrations_dir
+
+    upgrade(directory=str(_migrations_dir()))
+
+
+@main.command()
+@with_appcontext
+def migrate() -> None:
+    """Bring the database schema up to date (Alembic)."""
+    run_migrations()
+    click.echo("database is up to date")
+
+
+@main.command("audit-verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Check the audit chain; name the first broken link and exit 1 if there is one."""
+    from server.core.audit import Event, verify_chain
+
+    total = db.session.execute(sa.select(sa.func.count()).select_from(Event)).scalar_one()
+    broken = next(iter(verify_chain()), None)
+    if broken is not None:
+        click.echo(f"BROKEN: {broken}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {total} events verified")
+
+
+@main.command()
+@click.argument("username")
+@click.option("--name", default="", help="What the token is for.")
+@with_appcontext
+def createtoken(username: str, name: str) -> None:
+    """Create an API bearer token for USER (printed once)."""
+    from hierarchy.models import User
+    from hierarchy.operations import do_create_token
+
+    user = db.session.execute(sa.select(User).where(User.username == username)).scalar_one_or_none()
+    if user is None:
+        raise click.ClickException(f"no user {username}")
+    token = do_create_token(None, user, name)
+    db.session.commit()
+    click.echo(token)
+
+
+@main.group("import")
+def import_group() -> None:
+    """Import divisions, units (villages, communities) or grids."""
+
+
+@import_group.command("divisions")
+@click.argument("province_code")
+@with_appcontext
+def import_divisions(province_code: str) -> None:
+    """Load a province's official divisions down to townships (e.g. 210000)."""
+    from hierarchy.divisions import province_divisions, source_note
+    from hierarchy.operations import do_sync_divisions
+
+    try:
+        divisions = list(province_divisions(province_code))
+    except KeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    with click.progressbar(divisions, label="divisions") as bar:
+        report = do_sync_divisions(None, bar)
+    db.session.commit()
+    click.echo(f"{report.created} created, {report.renamed} renamed, {report.unchanged} "
+               f"unchanged — source: {source_note()}")
+
+
+@import_group.command("units")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check every row, change nothing.")
+@with_appcontext
+def import_units(file: Path, dry_run: bool) -> None:
+    """Import villages and communities from CSV or Excel (code, name, parent_code)."""
+    from hierarchy.importer import import_units_file
+
+    report = import_units_file(file, dry_run=dry_run)
+    for problem in report.problems:
+        click.echo(f"row {problem.row}: {problem.message}", err=True)
+    if report.problems or dry_run:
+        db.session.rollback()
+    else:
+        db.session.commit()
+    click.echo(report.summary(dry_run))
+    if report.problems:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=lambda: int(os.environ.get("YIHAO_WEB_WORKERS", "3")),
+              show_default="3", type=int)
+@with_appcontext
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the application with gunicorn (a production WSGI server)."""
+    from .wsgi_server import run_gunicorn
+
+    run_gunicorn(current_app._get_current_object(), host, port, workers)  # type: ignore[attr-defined]
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Run the queued jobs, then exit.")
+@with_appcontext
+def worker(burst: bool) -> None:
+    """Run an RQ worker (uses the embedded Redis when REDIS_URL is unset)."""
+    from rq import Worker
+
+    from . import jobs
+
+    q = jobs.queue()
+    click.echo(f"worker on {jobs.redis_url()} queue {jobs.QUEUE_NAME}")
+    Worker([q], connection=q.connection).work(burst=burst, with_scheduler=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--tickets", default=3000, show_default=True, type=int,
+              help="How many demo tickets to create on the first run.")
+@click.option("--no-serve", is_flag=True, help="Seed and exit.")
+@with_appcontext
+def demo(host: str, port: int, tickets: int, no_serve: bool) -> None:
+    """Seed the Liaoning demo, start the worker and serve it."""
+    from .demo import run_demo
+
+    run_demo(current_app._get_current_object(), host=host, port=port,  # type: ignore[attr-defined]
+             tickets=tickets, serve=not no_serve)

@@ -1,0 +1,205 @@
+"""The audit chain: append-only, hash-chained events.
+
+Every state change appends one :class:`Event` to a *stream* — ``ticket:<id>`` for a ticket,
+``unit:<code>``, ``user:<username>`` … for administration. Each stream is its own chain
+(``prev_hash`` links to the stream's previous event) so writes on different tickets never
+wait for each other; the ticket row lock already orders events of one ticket. The stream's
+head (last seq and hash) is kept in :class:`EventHead`, so removing the newest event is
+caught as surely as altering an old one.
+
+Hashes are HMACs with a key kept outside the database: someone who can write the database
+but not read ``YIHAO_HOME`` cannot forge a consistent chain. The database itself refuses
+UPDATE and DELETE on ``events`` (triggers created in the first migration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import BigID, JSONType, UTCDateTime, db, utcnow
+
+GENESIS = "0" * 64
+_audit_key: bytes = b""
+
+
+def configure(audit_key: str) -> None:
+    global _audit_key
+    _audit_key = audit_key.encode()
+
+
+class Event(db.Model):
+    __tablename__ = "events"
+    __table_args__ = (sa.UniqueConstraint("stream", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    stream: Mapped[str] = mapped_column(sa.String(80), nullable=False)
+    seq: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    ticket_id: Mapped[int | None] = mapped_column(
+        BigID, sa.ForeignKey("tickets.id"), index=True, nullable=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(48), nullable=False)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), nullable=True)
+    actor_name: Mapped[str] = mapped_column(sa.String(80), nullable=False, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+
+
+class EventHead(db.Model):
+    """The newest event of each stream, so a truncated chain is detected."""
+
+    __tablename__ = "event_heads"
+
+    stream: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+
+
+def _canonical(event: Event) -> bytes:
+    body = {
+        "stream": event.stream,
+        "seq": event.seq,
+        "ticket_id": event.ticket_id,
+        "kind": event.kind,
+        "actor_id": event.actor_id,
+        "actor_name": event.actor_name,
+        "at": event.at.isoformat(timespec="microseconds"),
+        "data": event.data,
+        "prev_hash": event.prev_hash,
+    }
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def compute_hash(event: Event) -> str:
+    if not _audit_key:
+        raise RuntimeError("audit key not configured (server.core.audit.configure)")
+    return hmac.new(_audit_key, _canonical(event), hashlib.sha256).hexdigest()
+
+
+def append_event(
+    stream: str,
+    kind: str,
+    *,
+    actor: Any | None,
+    data: dict[str, Any] | None = None,
+    ticket_id: int | None = None,
+    at: datetime | None = None,
+    head_locked: bool = False,
+) -> Event:
+    """Append one event to ``stream`` inside the caller's transaction.
+
+    ``head_locked`` says the caller already holds a lock that orders writers of this
+    stream (the ticket row lock); otherwise the head row itself is locked.
+    """
+    session = db.session
+    head = session.get(EventHead, stream, with_for_update=not head_locked)
+    if head is None:
+        head = EventHead(stream=stream, seq=0, hash=GENESIS)
+        session.add(head)
+    when = at or utcnow()  # microsecond precision: what both databases keep
+    event = Event(
+        stream=stream,
+        seq=head.seq + 1,
+        ticket_id=ticket_id,
+        kind=kind,
+        actor_id=getattr(actor, "id", None),
+        actor_name=getattr(actor, "username", None) or "system",
+        at=when,
+        data=json.loads(json.dumps(data or {}, ensure_ascii=False, default=str)),
+        prev_hash=head.hash,
+    )
+    event.hash = compute_hash(event)
+    head.seq = event.seq
+    head.hash = event.hash
+    session.add(event)
+    session.flush()  # the id is needed by outbox messages that name the event
+    return event
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    stream: str
+    seq: int
+    event_id: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"event id {self.event_id}" if self.event_id is not None else "no row"
+        return f"stream {self.stream} seq {self.seq} ({where}): {self.reason}"
+
+
+def verify_chain(batch: int = 5000) -> Iterator[BrokenLink]:
+    """Walk every stream in order and yield each broken link (the first one first).
+
+    Catches an altered row (hash mismatch), a removed one (gap in ``seq`` or a missing
+    newest event), and reordered ones (``prev_hash`` no longer links).
+    """
+    heads = {h.stream: (h.seq, h.hash)
+             for h in db.session.execute(sa.select(EventHead)).scalars()}
+    seen: set[str] = set()
+    stream: str | None = None
+    expected_seq = 1
+    prev = GENESIS
+    rows = db.session.execute(
+        sa.select(Event).order_by(Event.stream, Event.seq).execution_options(yield_per=batch)
+    ).scalars()
+
+    def close_stream(name: str, last_seq: int, last_hash: str) -> Iterator[BrokenLink]:
+        head = heads.get(name)
+        if head is None:
+            yield BrokenLink(name, last_seq, None, "stream has no head: head row removed")
+        elif head != (last_seq, last_hash):
+            yield BrokenLink(
+                name, head[0], None,
+                f"head says seq {head[0]} but the chain ends at seq {last_seq}: "
+                "newest events removed or altered",
+            )
+
+    for event in rows:
+        if event.stream != stream:
+            if stream is not None:
+                yield from close_stream(stream, expected_seq - 1, prev)
+            stream, expected_seq, prev = event.stream, 1, GENESIS
+            seen.add(stream)
+        if event.seq != expected_seq:
+            yield BrokenLink(stream, expected_seq, event.id,
+                             f"expected seq {expected_seq}, found {event.seq}: events removed")
+        elif event.prev_hash != prev:
+            yield BrokenLink(stream, event.seq, event.id,
+                             "prev_hash does not link to the previous event: reordered or replaced")
+        elif compute_hash(event) != event.hash:
+            yield BrokenLink(stream, event.seq, event.id, "content does not match its hash: altered")
+        expected_seq = event.seq + 1
+        prev = event.hash
+    if stream is not None:
+        yield from close_stream(stream, expected_seq - 1, prev)
+    for name, (seq, _hash) in sorted(heads.items()):
+        if name not in seen and seq > 0:
+            yield BrokenLink(name, 1, None, f"head says seq {seq} but no events remain: removed")
+
+
+APPEND_ONLY_SQLITE = [
+    "CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events "
+    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
+    "CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events "
+    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
+]
+APPEND_ONLY_POSTGRES = [
+    """CREATE OR REPLACE FUNCTION yihao_events_append_only() RETURNS trigger AS $$
+    BEGIN RAISE EXCEPTION 'events are append-only' USING ERRCODE = 'insufficient_privilege';
+    END $$ LANGUAGE plpgsql""",
+    "CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events "
+    "FOR EACH ROW EXECUTE FUNCTION yihao_events_append_only()",
+    "CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events "
+    "FOR EACH STATEMENT EXECUTE FUNCTION yihao_events_append_only()",
+]

@@ -1,0 +1,60 @@
+"""The transactional outbox: messages for other systems written in the same transaction
+as the change they describe, delivered by RQ jobs after the commit.
+
+A message is never lost (it is a row committed with the change) and never sent for a change
+that rolled back. Delivery is at-least-once; receivers de-duplicate by the message ``id``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .aftercommit import on_commit
+from .db import BigID, JSONType, UTCDateTime, db, utcnow
+
+#: Called after commit with the new message ids; the app installs one that enqueues an RQ job.
+_dispatcher: Any = None
+
+
+def set_dispatcher(func: Any) -> None:
+    global _dispatcher
+    _dispatcher = func
+
+
+class OutboxMessage(db.Model):
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    topic: Mapped[str] = mapped_column(sa.String(48), nullable=False)
+    ticket_id: Mapped[int | None] = mapped_column(BigID, sa.ForeignKey("tickets.id"), nullable=True)
+    event_id: Mapped[int | None] = mapped_column(BigID, sa.ForeignKey("events.id"), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+
+
+def queue_message(
+    topic: str, payload: dict[str, Any], *, ticket_id: int | None = None, event: Any = None
+) -> OutboxMessage:
+    """Add a message in the caller's transaction; its delivery job is sent after commit."""
+    message = OutboxMessage(
+        topic=topic, payload=payload, ticket_id=ticket_id, event_id=getattr(event, "id", None)
+    )
+    db.session.add(message)
+    db.session.flush()
+    message_id = message.id
+
+    def dispatch() -> None:
+        if _dispatcher is not None:
+            _dispatcher([message_id])
+
+    on_commit(dispatch)
+    return message

@@ -1,0 +1,599 @@
+"""Every change to a ticket, as a ``check_*`` / ``do_*`` pair.
+
+``check_*`` validates permission (403), state (409) and input (422) against a ticket whose
+row the caller has locked, resolves what the input names, and returns a :class:`Checked`.
+``do_*`` takes only a :class:`Checked`, so an action cannot run without its check; it changes
+the ticket, appends the hash-chained event and queues the outbox message — all in the
+caller's transaction. Nothing here commits: routes and jobs commit once at their boundary,
+and side effects (jobs, pushes, webhooks) go out only after that commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from escalation.deadlines import extend, initial_deadlines, response_due
+from grids.crs import haversine_m, to_wgs84
+from grids.matching import match_location
+from grids.models import Grid, GridMember
+from hierarchy.models import Role, Unit, User
+from server.core.audit import Event, append_event
+from server.core.crypto import blind_index
+from server.core.db import db, utcnow
+from server.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.core.outbox import queue_message
+
+from . import permissions as perm
+from . import schemas as s
+from .models import OPEN_STATUSES, CheckIn, Photo, Status, Ticket
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a ``check_*`` hands to its ``do_*``: proof the checks ran, and their results."""
+
+    action: str
+    actor: User
+    ticket: Ticket | None
+    body: Any
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- shared checks
+
+
+def _allow(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise Forbidden(message)
+
+
+def _state(ticket: Ticket, allowed: Iterable[Status], action: str) -> None:
+    allowed = tuple(allowed)
+    if ticket.status not in allowed:
+        raise Conflict(
+            f"cannot {action} a ticket that is {ticket.status}",
+            code="wrong_state",
+            status=ticket.status,
+            allowed=[str(a) for a in allowed],
+        )
+
+
+#: Events that record a look, not a change: they never make a client's view stale.
+READ_ONLY_KINDS = ("reveal_reporter",)
+
+
+def _version(ticket: Ticket, body: s.ActionBody, actor: User) -> None:
+    """409 when someone else changed the ticket since the version the client saw.
+
+    The client's own later actions do not count: a phone replaying its queue (check-in,
+    photos, reply, each made against the version it saw) must not conflict with itself.
+    """
+    if body.base_version is None or body.base_version >= ticket.version:
+        if body.base_version is not None and body.base_version > ticket.version:
+            raise InvalidInput("base_version is newer than the ticket", code="invalid_version")
+        return
+    others = db.session.execute(
+        sa.select(sa.func.count()).select_from(Event).where(
+            Event.stream == ticket.stream,
+            Event.seq > body.base_version,
+            Event.actor_id.is_distinct_from(actor.id),
+            Event.kind.not_in(READ_ONLY_KINDS),
+        )
+    ).scalar_one()
+    if others:
+        raise Conflict(
+            f"the ticket changed since version {body.base_version}; it is now at "
+            f"version {ticket.version}",
+            code="stale_version",
+            version=ticket.version,
+            status=ticket.status,
+        )
+
+
+def _record(checked: Checked, kind: str, data: dict[str, Any]) -> Event:
+    """Append the ticket event, bump the version, queue the outbox message."""
+    ticket = checked.ticket
+    assert ticket is not None
+    now = utcnow()
+    event = append_event(
+        ticket.stream, kind, actor=checked.actor, data=data, ticket_id=ticket.id, at=now,
+        head_locked=True,
+    )
+    ticket.version = event.seq
+    ticket.updated_at = now
+    queue_message(
+        f"ticket.{kind}",
+        {
+            "number": ticket.number,
+            "external_id": ticket.external_id,
+            "status": str(ticket.status),
+            "version": ticket.version,
+            "event": {"seq": event.seq, "kind": kind, "at": now.isoformat(), "data": data},
+            "unit": ticket.unit.code if ticket.unit else None,
+        },
+        ticket_id=ticket.id,
+        event=event,
+    )
+    return event
+
+
+def _unit_by_code(code: str) -> Unit:
+    unit = db.session.execute(sa.select(Unit).where(Unit.code == code)).scalar_one_or_none()
+    if unit is None or not unit.active:
+        raise InvalidInput(f"no unit with code {code}", code="unknown_unit", field="unit")
+    return unit
+
+
+# ---------------------------------------------------------------- accept
+
+
+def check_accept(actor: User, body: s.AcceptBody) -> Checked:
+    _allow(perm.can_accept(actor, body.source), f"{actor.role} may not accept {body.source} tickets")
+    resolved: dict[str, Any] = {}
+    if body.location is not None:
+        resolved["point"] = to_wgs84(body.location.lng, body.location.lat, body.location.crs)
+    if body.location is None and not body.address:
+        raise InvalidInput("give a location, an address or both", code="location_required")
+    if body.external_id:
+        existing = db.session.execute(
+            sa.select(Ticket.number).where(
+                Ticket.created_by_id == actor.id, Ticket.external_id == body.external_id
+            )
+        ).scalar_one_or_none()
+        if existing:
+            raise Conflict(
+                f"external_id {body.external_id} was already accepted as {existing}",
+                code="duplicate_external_id",
+                number=existing,
+            )
+    return Checked("accept", actor, None, body, resolved)
+
+
+def _number_for(ticket: Ticket) -> str:
+    from escalation.calendar import SHANGHAI
+
+    return f"YH{ticket.accepted_at.astimezone(SHANGHAI):%y%m%d}{ticket.id:07d}"
+
+
+def do_accept(checked: Checked) -> Ticket:
+    body: s.AcceptBody = checked.body
+    actor = checked.actor
+    now = utcnow()
+    point = checked.resolved.get("point")
+    match = match_location(point=point, address=body.address, within=actor.unit)
+    deadlines = initial_deadlines(body.urgency, now)
+    reporter = body.reporter or s.Reporter(anonymous=True)
+    grid = match.grid
+    if grid is None and actor.role == Role.grid_worker:
+        grid = db.session.execute(
+            sa.select(Grid).join(GridMember).where(GridMember.user_id == actor.id)
+            .order_by(GridMember.position)
+        ).scalars().first()
+    ticket = Ticket(
+        external_id=body.external_id,
+        source=body.source,
+        type=body.type,
+        title=body.title,
+        content=body.content,
+        category_code=body.category_code,
+        urgency=body.urgency,
+        status=Status.accepted,
+        lng=point[0] if point else None,
+        lat=point[1] if point else None,
+        location_crs=body.location.crs if body.location else None,
+        address=body.address,
+        region_code=match.region_code or actor.unit.region_code,
+        grid=grid,
+        grid_reason=None if grid else match.reason,
+        unit=actor.unit,
+        accepting_unit=actor.unit,
+        created_by=actor,
+        reporter_name=reporter.name or None,
+        reporter_phone=reporter.phone or None,
+        reporter_phone_index=blind_index(reporter.phone) if reporter.phone else None,
+        reporter_anonymous=reporter.anonymous,
+        accepted_at=now,
+        response_due=deadlines.response_due,
+        handling_due=deadlines.handling_due,
+        deadline_provisional=deadlines.provisional,
+        version=0,
+        updated_at=now,
+    )
+    db.session.add(ticket)
+    db.session.flush()
+    ticket.number = _number_for(ticket)
+    checked = Checked("accept", actor, ticket, body)
+    _record(checked, "accept", {
+        "source": str(body.source), "type": str(body.type), "urgency": str(body.urgency),
+        "unit": actor.unit.code, "grid": grid.code if grid else None,
+        "grid_reason": ticket.grid_reason, "category_code": body.category_code,
+        "reporter": "anonymous" if reporter.anonymous else ("given" if reporter.phone else "none"),
+        "response_due": ticket.response_due.isoformat(),
+        "handling_due": ticket.handling_due.isoformat(),
+        "provisional": deadlines.provisional,
+    })
+    return ticket
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def check_dispatch(actor: User, ticket: Ticket, body: s.DispatchBody) -> Checked:
+    _allow(perm.can_dispatch(actor, ticket), "only steering staff above the ticket may dispatch it")
+    _state(ticket, (Status.accepted, Status.assigned, Status.in_progress, Status.on_site),
+           "dispatch")
+    _version(ticket, body, actor)
+    grid: Grid | None = None
+    worker: User | None = None
+    if body.unit:
+        unit = _unit_by_code(body.unit)
+    elif body.grid:
+        grid = db.session.execute(sa.select(Grid).where(Grid.code == body.grid)).scalar_one_or_none()
+        if grid is None or not grid.active:
+            raise InvalidInput(f"no grid with code {body.grid}", code="unknown_grid", field="grid")
+        unit = grid.unit
+        worker = grid.on_duty_worker()
+    else:
+        worker = db.session.execute(
+            sa.select(User).where(User.username == body.worker)
+        ).scalar_one_or_none()
+        if worker is None or not worker.active or worker.role not in perm.DISPATCHABLE_ROLES:
+            raise InvalidInput(f"no grid worker {body.worker}", code="unknown_worker",
+                               field="worker")
+        unit = worker.unit
+    if not perm.can_dispatch_to(actor, unit):
+        raise InvalidInput(f"{unit.name} is outside your jurisdiction", code="target_out_of_scope")
+    if unit.id == ticket.unit_id and worker is None and ticket.assignee_id is None \
+            and ticket.status == Status.assigned:
+        raise Conflict(f"the ticket is already with {unit.name}", code="already_there")
+    return Checked("dispatch", actor, ticket, body, {"unit": unit, "grid": grid, "worker": worker})
+
+
+def do_dispatch(checked: Checked) -> Event:
+    ticket, actor = checked.ticket, checked.actor
+    assert ticket is not None
+    unit: Unit = checked.resolved["unit"]
+    grid: Grid | None = checked.resolved["grid"]
+    worker: User | None = checked.resolved["worker"]
+    previous = {"unit": ticket.unit.code, "assignee": getattr(ticket.assignee, "username", None),
+                "status": str(ticket.status)}
+    now = utcnow()
+    ticket.dispatched_by_unit = actor.unit if actor.unit_id != unit.id else ticket.unit
+    ticket.unit = unit
+    if grid is not None:
+        ticket.grid = grid
+        ticket.grid_reason = None
+    ticket.assignee = worker
+    ticket.status = Status.assigned
+    ticket.signed_at = None
+    ticket.response_due, provisional = response_due(ticket.urgency, now)
+    ticket.deadline_provisional = ticket.deadline_provisional or provisional
+    return _record(checked, "dispatch", {
+        "from": previous, "unit": unit.code, "grid": grid.code if grid else None,
+        "worker": worker.username if worker else None, "note": checked.body.note,
+        "response_due": ticket.response_due.isoformat(),
+    })
+
+
+# ---------------------------------------------------------------- sign, return
+
+
+def check_sign(actor: User, ticket: Ticket, body: s.EmptyBody) -> Checked:
+    _allow(perm.can_sign(actor, ticket), "only the assignee (or the holding unit) may sign")
+    _state(ticket, (Status.accepted, Status.assigned), "sign")
+    _version(ticket, body, actor)
+    return Checked("sign", actor, ticket, body)
+
+
+def do_sign(checked: Checked) -> Event:
+    ticket = checked.ticket
+    assert ticket is not None
+    ticket.status = Status.in_progress
+    ticket.signed_at = utcnow()
+    if ticket.assignee_id is None and checked.actor.role == Role.grid_worker:
+        ticket.assignee = checked.actor
+    late = ticket.response_due is not None and ticket.signed_at > ticket.response_due
+    return _record(checked, "sign", {"late": late})
+
+
+def check_return(actor: User, ticket: Ticket, body: s.ReturnBody) -> Checked:
+    _allow(perm.can_return(actor, ticket), "only the assignee (or the holding unit) may return")
+    _state(ticket, (Status.assigned, Status.in_progress), "return")
+    _version(ticket, body, actor)
+    target = ticket.dispatched_by_unit or ticket.unit.parent
+    if ticket.assignee_id is not None and ticket.dispatched_by_unit_id == ticket.unit_id:
+        # Assigned to a person by their own unit: it goes back to that unit's desk.
+        target = ticket.unit
+    if target is None:
+        raise Conflict("there is no unit above to return this ticket to", code="nowhere_to_return")
+    return Checked("return", actor, ticket, body, {"target": target})
+
+
+def do_return(checked: Checked) -> Event:
+    ticket = checked.ticket
+    assert ticket is not None
+    target: Unit = checked.resolved["target"]
+    previous = {"unit": ticket.unit.code, "assignee": getattr(ticket.assignee, "username", None)}
+    ticket.unit = target
+    ticket.assignee = None
+    ticket.dispatched_by_unit = target.parent
+    ticket.status = Status.assigned
+    ticket.signed_at = None
+    return _record(checked, "return", {"from": previous, "to": target.code,
+                                       "reason": checked.body.reason})
+
+
+# ---------------------------------------------------------------- check-in, photos, reply
+
+
+def check_check_in(actor: User, ticket: Ticket, body: s.CheckInBody) -> Checked:
+    _allow(perm.can_check_in(actor, ticket), "only the assignee may check in")
+    _state(ticket, (Status.in_progress, Status.on_site), "check in to")
+    _version(ticket, body, actor)
+    lng, lat = to_wgs84(body.lng, body.lat, body.crs)
+    distance = None
+    if ticket.lng is not None and ticket.lat is not None:
+        distance = haversine_m(lng, lat, ticket.lng, ticket.lat)
+    return Checked("check_in", actor, ticket, body, {"point": (lng, lat), "distance": distance})
+
+
+def do_check_in(checked: Checked) -> Event:
+    ticket, body = checked.ticket, checked.body
+    assert ticket is not None
+    lng, lat = checked.resolved["point"]
+    distance = checked.resolved["distance"]
+    now = utcnow()
+    db.session.add(CheckIn(
+        ticket_id=ticket.id, user_id=checked.actor.id, lng=lng, lat=lat, crs=str(body.crs),
+        accuracy_m=body.accuracy_m, fix_age_s=body.fix_age_s, distance_m=distance,
+        verdict="accepted", reason=body.reason, at=now,
+    ))
+    ticket.status = Status.on_site
+    ticket.checked_in_at = now
+    return _record(checked, "check_in", {
+        "lng": round(lng, 7), "lat": round(lat, 7), "accuracy_m": body.accuracy_m,
+        "fix_age_s": body.fix_age_s,
+        "distance_m": None if distance is None else round(distance, 1),
+    })
+
+
+def check_reply(actor: User, ticket: Ticket, body: s.ReplyBody) -> Checked:
+    _allow(perm.can_reply(actor, ticket), "only the assignee (or the holding unit) may reply")
+    _state(ticket, (Status.in_progress, Status.on_site), "reply to")
+    _version(ticket, body, actor)
+    photo_ids = list(dict.fromkeys(body.photos))
+    if photo_ids:
+        found = set(db.session.execute(
+            sa.select(Photo.id).where(Photo.ticket_id == ticket.id, Photo.id.in_(photo_ids))
+        ).scalars())
+        missing = [p for p in photo_ids if p not in found]
+        if missing:
+            raise InvalidInput("photos not uploaded to this ticket", code="unknown_photo",
+                               photos=missing)
+    return Checked("reply", actor, ticket, body, {"photos": photo_ids})
+
+
+def do_reply(checked: Checked) -> Event:
+    ticket, body = checked.ticket, checked.body
+    assert ticket is not None
+    ticket.status = Status.replied
+    ticket.replied_at = utcnow()
+    ticket.reply_result = body.result
+    ticket.reply_resolution = str(body.resolution)
+    return _record(checked, "reply", {"result": body.result, "resolution": str(body.resolution),
+                                      "photos": checked.resolved["photos"]})
+
+
+def check_upload_photo(actor: User, ticket: Ticket) -> Checked:
+    _allow(perm.can_upload_photo(actor, ticket), "only the assignee may add photos")
+    _state(ticket, OPEN_STATUSES, "add photos to")
+    return Checked("photo", actor, ticket, None)
+
+
+def do_upload_photo(checked: Checked, photo: Photo) -> Event:
+    db.session.add(photo)
+    return _record(checked, "photo", {
+        "photo": photo.id, "sha256": photo.sha256, "size": photo.size,
+        "taken_at": photo.taken_at.isoformat() if photo.taken_at else None,
+        "has_gps": photo.lng is not None,
+    })
+
+
+# ---------------------------------------------------------------- review
+
+
+def check_approve(actor: User, ticket: Ticket, body: s.EmptyBody) -> Checked:
+    _allow(perm.can_review(actor, ticket), "only the unit above the handler may approve")
+    _state(ticket, (Status.replied,), "approve")
+    _version(ticket, body, actor)
+    return Checked("approve", actor, ticket, body)
+
+
+def do_approve(checked: Checked) -> Event:
+    ticket = checked.ticket
+    assert ticket is not None
+    ticket.status = Status.closed
+    ticket.closed_at = utcnow()
+    late = ticket.handling_due is not None and ticket.replied_at is not None \
+        and ticket.replied_at > ticket.handling_due
+    return _record(checked, "approve", {"late": late})
+
+
+def check_reject(actor: User, ticket: Ticket, body: s.RejectBody) -> Checked:
+    _allow(perm.can_review(actor, ticket), "only the unit above the handler may reject")
+    _state(ticket, (Status.replied,), "reject")
+    _version(ticket, body, actor)
+    return Checked("reject", actor, ticket, body)
+
+
+def do_reject(checked: Checked) -> Event:
+    ticket = checked.ticket
+    assert ticket is not None
+    ticket.status = Status.in_progress
+    return _record(checked, "reject", {"reason": checked.body.reason})
+
+
+# ---------------------------------------------------------------- extensions, urge
+
+
+def check_request_extension(actor: User, ticket: Ticket, body: s.ExtensionRequestBody) -> Checked:
+    _allow(perm.can_request_extension(actor, ticket), "only the assignee may ask for more time")
+    _state(ticket, (Status.assigned, Status.in_progress, Status.on_site), "extend")
+    _version(ticket, body, actor)
+    if ticket.extension_days_requested is not None:
+        raise Conflict("an extension request is already waiting for a decision",
+                       code="extension_pending")
+    return Checked("request_extension", actor, ticket, body)
+
+
+def do_request_extension(checked: Checked) -> Event:
+    ticket, body = checked.ticket, checked.body
+    assert ticket is not None
+    ticket.extension_days_requested = body.days
+    ticket.extension_reason = body.reason
+    return _record(checked, "request_extension", {"days": body.days, "reason": body.reason})
+
+
+def check_decide_extension(actor: User, ticket: Ticket, body: s.ExtensionDecisionBody) -> Checked:
+    _allow(perm.can_decide_extension(actor, ticket), "only the unit above may decide extensions")
+    _state(ticket, OPEN_STATUSES, "decide an extension of")
+    _version(ticket, body, actor)
+    if ticket.extension_days_requested is None:
+        raise Conflict("no extension was requested", code="no_extension_pending")
+    days = body.days or ticket.extension_days_requested
+    if body.approve and days > ticket.extension_days_requested:
+        raise InvalidInput(f"at most the {ticket.extension_days_requested} days requested",
+                           code="invalid_input", field="days")
+    return Checked("decide_extension", actor, ticket, body, {"days": days})
+
+
+def do_decide_extension(checked: Checked) -> Event:
+    ticket, body = checked.ticket, checked.body
+    assert ticket is not None
+    days: int = checked.resolved["days"]
+    data: dict[str, Any] = {"approve": body.approve, "requested": ticket.extension_days_requested}
+    if body.approve and ticket.handling_due is not None:
+        previous: datetime = ticket.handling_due
+        ticket.handling_due, provisional = extend(previous, days)
+        ticket.deadline_provisional = ticket.deadline_provisional or provisional
+        ticket.extension_count += 1
+        data |= {"days": days, "from": previous.isoformat(),
+                 "handling_due": ticket.handling_due.isoformat()}
+    ticket.extension_days_requested = None
+    ticket.extension_reason = None
+    return _record(checked, "decide_extension", data)
+
+
+def check_urge(actor: User, ticket: Ticket, body: s.UrgeBody) -> Checked:
+    _allow(perm.can_urge(actor, ticket), "only steering staff above the ticket may urge")
+    _state(ticket, OPEN_STATUSES, "urge")
+    _version(ticket, body, actor)
+    return Checked("urge", actor, ticket, body)
+
+
+def do_urge(checked: Checked) -> Event:
+    ticket = checked.ticket
+    assert ticket is not None
+    ticket.urge_count += 1
+    return _record(checked, "urge", {"note": checked.body.note, "count": ticket.urge_count,
+                                     "assignee": getattr(ticket.assignee, "username", None)})
+
+
+# ---------------------------------------------------------------- follow-up, reopen
+
+
+def check_follow_up(actor: User, ticket: Ticket, body: s.FollowUpBody) -> Checked:
+    _allow(perm.can_follow_up(actor, ticket), "only the hotline platform or supervisors follow up")
+    _state(ticket, (Status.closed,), "follow up")
+    _version(ticket, body, actor)
+    return Checked("follow_up", actor, ticket, body)
+
+
+def do_follow_up(checked: Checked) -> Event:
+    ticket, body = checked.ticket, checked.body
+    assert ticket is not None
+    ticket.followup_reached = body.reached
+    ticket.satisfaction = str(body.satisfaction) if body.satisfaction else None
+    ticket.followup_comment = body.comment
+    ticket.followed_up_at = utcnow()
+    return _record(checked, "follow_up", {
+        "reached": body.reached, "satisfaction": ticket.satisfaction, "comment": body.comment,
+    })
+
+
+def check_reopen(actor: User, ticket: Ticket, body: s.ReopenBody) -> Checked:
+    _allow(perm.can_reopen(actor, ticket), "only the hotline platform or supervisors reopen")
+    _state(ticket, (Status.closed,), "reopen")
+    _version(ticket, body, actor)
+    return Checked("reopen", actor, ticket, body)
+
+
+def do_reopen(checked: Checked) -> Event:
+    ticket = checked.ticket
+    assert ticket is not None
+    now = utcnow()
+    deadlines = initial_deadlines(ticket.urgency, now)
+    ticket.status = Status.assigned
+    ticket.reopen_count += 1
+    ticket.response_due = deadlines.response_due
+    ticket.handling_due = deadlines.handling_due
+    ticket.deadline_provisional = deadlines.provisional
+    for column in ("signed_at", "checked_in_at", "replied_at", "closed_at", "reply_result",
+                   "reply_resolution", "followup_reached", "satisfaction", "followup_comment",
+                   "followed_up_at", "extension_days_requested", "extension_reason"):
+        setattr(ticket, column, None)
+    return _record(checked, "reopen", {
+        "reason": checked.body.reason, "cycle": ticket.reopen_count + 1,
+        "response_due": ticket.response_due.isoformat(),
+        "handling_due": ticket.handling_due.isoformat(),
+    })
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Action:
+    """One ``POST /tickets/{number}/{name}`` action."""
+
+    name: str
+    body: type[s.ActionBody]
+    check: Callable[[User, Ticket, Any], Checked]
+    do: Callable[[Checked], Event]
+    summary: str
+
+
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in (
+        Action("dispatch", s.DispatchBody, check_dispatch, do_dispatch,
+               "Send the ticket down to a unit, a grid (its on-duty worker) or a worker"),
+        Action("sign", s.EmptyBody, check_sign, do_sign, "Acknowledge the assignment"),
+        Action("return", s.ReturnBody, check_return, do_return,
+               "Send it back up as not ours, with a reason"),
+        Action("check-in", s.CheckInBody, check_check_in, do_check_in, "GPS proof of presence"),
+        Action("reply", s.ReplyBody, check_reply, do_reply, "Report the result, with photos"),
+        Action("approve", s.EmptyBody, check_approve, do_approve, "Approve the closure"),
+        Action("reject", s.RejectBody, check_reject, do_reject, "Send the reply back"),
+        Action("request-extension", s.ExtensionRequestBody, check_request_extension,
+               do_request_extension, "Ask for more working days"),
+        Action("decide-extension", s.ExtensionDecisionBody, check_decide_extension,
+               do_decide_extension, "Grant or refuse an extension"),
+        Action("urge", s.UrgeBody, check_urge, do_urge, "A supervisor's notice to hurry"),
+        Action("follow-up", s.FollowUpBody, check_follow_up, do_follow_up,
+               "Record the citizen's evaluation"),
+        Action("reopen", s.ReopenBody, check_reopen, do_reopen, "Start a new handling cycle"),
+    )
+}
+
+
+def find_action(name: str) -> Action:
+    try:
+        return ACTIONS[name]
+    except KeyError:
+        raise NotFound(f"no action {name!r}", code="unknown_action") from None
