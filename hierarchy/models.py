@@ -64,6 +64,10 @@ ROLE_LABELS = {
 #: Roles that steer tickets in their unit's subtree (dispatch, review, urge …).
 STEERING_ROLES = frozenset({Role.contact, Role.station, Role.supervisor, Role.platform})
 
+#: Werkzeug's default (scrypt) in production; the test suite swaps in a cheap method so that
+#: creating a dozen users per test does not dominate its run time.
+PASSWORD_METHOD = "scrypt"
+
 # Materialised paths compare byte-wise; PostgreSQL's default collation might not.
 PathType = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
 
@@ -125,7 +129,7 @@ class User(UserMixin, db.Model):
         return self.active
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(password, method=PASSWORD_METHOD)
 
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)

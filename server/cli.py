@@ -145,6 +145,67 @@ def worker(burst: bool) -> None:
 
 
 @main.command()
+@with_appcontext
+def scheduler() -> None:
+    """Enqueue the periodic jobs (outbox sweep; deadline scans) on RQ's cron scheduler.
+
+    Running two schedulers is harmless: every job is idempotent in the database.
+    """
+    from rq.cron import CronScheduler
+
+    from . import jobs
+
+    cron = CronScheduler(connection=jobs.connection(), name=f"yihao-{os.getpid()}")
+    for spec in jobs.PERIODIC:
+        cron.register(spec.func, jobs.QUEUE_NAME, interval=spec.seconds, name=spec.name)
+    click.echo(f"scheduler on {jobs.redis_url()}: "
+               + ", ".join(f"{s.name} every {s.seconds}s" for s in jobs.PERIODIC))
+    cron.start()
+
+
+@main.group("webhook")
+def webhook_group() -> None:
+    """Outbound webhooks (the hotline platform, department systems)."""
+
+
+@webhook_group.command("add")
+@click.argument("url")
+@click.option("--topics", default="", help="Comma-separated topic prefixes (default: all).")
+@with_appcontext
+def webhook_add(url: str, topics: str) -> None:
+    """Register URL to receive ticket events; prints the signing secret once."""
+    import secrets
+    from urllib.parse import urlparse
+
+    from server.core.audit import append_event
+
+    from .webhooks import Webhook
+
+    if urlparse(url).scheme not in ("http", "https"):
+        raise click.ClickException("the URL must start with http:// or https://")
+    secret = secrets.token_urlsafe(32)
+    hook = Webhook(url=url, secret=secret, topics=topics)
+    db.session.add(hook)
+    db.session.flush()
+    append_event(f"webhook:{hook.id}", "webhook.create", actor=None,
+                 data={"url": url, "topics": topics})
+    db.session.commit()
+    click.echo(f"webhook {hook.id} → {url}\nsigning secret (HMAC-SHA256, header "
+               f"X-Yihao-Signature): {secret}")
+
+
+@webhook_group.command("list")
+@with_appcontext
+def webhook_list() -> None:
+    """List registered webhooks."""
+    from .webhooks import Webhook
+
+    for hook in db.session.execute(sa.select(Webhook).order_by(Webhook.id)).scalars():
+        state = "active" if hook.active else "off"
+        click.echo(f"{hook.id}\t{state}\t{hook.topics or '*'}\t{hook.url}")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--tickets", default=3000, show_default=True, type=int,

@@ -27,7 +27,10 @@ from sqlalchemy import event
 
 from server.config import Settings
 
+import hierarchy.models
+
 TEST_DB_URL = os.environ.get("YIHAO_TEST_DATABASE_URL", "")
+hierarchy.models.PASSWORD_METHOD = "pbkdf2:sha256:1000"  # fast; never for production
 PASSWORD = "test-password-1"
 
 
@@ -285,3 +288,39 @@ def count_queries(app: Flask) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", before)
+
+
+# ---------------------------------------------------------------- robustness helpers
+
+
+def run_concurrently(app: Flask, calls: list[tuple[str, Callable[[Api], Any]]],
+                     timeout: float = 120) -> list[Any]:
+    """Send requests from threads released together by a barrier; return the responses in order.
+
+    Each call is (bearer token, function of an :class:`Api`) and gets its own test client, as
+    separate phones or systems would. A thread's exception is raised here, not swallowed.
+    """
+    import threading
+
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int, token: str, send: Callable[[Api], Any]) -> None:
+        api = Api(app.test_client(), token)
+        try:
+            barrier.wait(timeout=30)
+            results[i] = send(api)
+        except BaseException as exc:  # re-raised below, in the test's thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, token, send))
+               for i, (token, send) in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+        assert not thread.is_alive(), "a concurrent request hung"
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

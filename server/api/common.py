@@ -20,7 +20,7 @@ from hierarchy.models import User
 from server.auth import check_csrf, current_actor
 from server.core import idempotency as idem
 from server.core.db import db
-from server.core.errors import Conflict, InvalidInput
+from server.core.errors import InvalidInput, Unavailable
 
 M = TypeVar("M", bound=BaseModel)
 Result = tuple[dict[str, Any], int]
@@ -74,18 +74,21 @@ def run_write(handler: Callable[[User], Result], fingerprint_body: Any) -> Respo
         fingerprint = idem.request_fingerprint(request.method, request.path, fingerprint_body)
         existing = idem.find(actor.id, key)
         if existing is not None:
+            replay = _replay(existing, fingerprint)  # before the rollback expires the row
             db.session.rollback()
-            return _replay(existing, fingerprint)
+            return replay
         try:
             row = idem.claim(actor.id, key, fingerprint)
         except (IntegrityError, OperationalError):
             # A concurrent request with this key committed first: answer as it did.
             db.session.rollback()
             existing = idem.find(actor.id, key)
-            if existing is None:
-                raise Conflict("the same request is being processed; retry shortly",
-                               code="request_in_progress") from None
-            return _replay(existing, fingerprint)
+            if existing is None:  # the original still holds the key past the lock timeout
+                raise Unavailable("the same request is being processed; retry shortly",
+                                  code="request_in_progress", retry_after_s=2) from None
+            replay = _replay(existing, fingerprint)
+            db.session.rollback()
+            return replay
     try:
         body, status = handler(actor)
         if row is not None:

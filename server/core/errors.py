@@ -62,6 +62,13 @@ class Conflict(YihaoError):
     code = "conflict"
 
 
+class Unavailable(YihaoError):
+    """503: try again shortly (the phone's queue retries 5xx; a 4xx would park the item)."""
+
+    status = 503
+    code = "unavailable"
+
+
 class PayloadTooLarge(YihaoError):
     status = 413
     code = "payload_too_large"

@@ -3,6 +3,7 @@ from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from geoalchemy2 import alembic_helpers
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -45,6 +46,19 @@ def get_metadata():
     return target_db.metadata
 
 
+def include_object_for(dialect_name):
+    """GeoAlchemy2's filter, plus: an index declared for one backend only (``info={"only_on":
+    …}``, e.g. the GIST index on PostgreSQL) is not reported missing on the other."""
+
+    def include_object(obj, name, type_, reflected, compare_to):
+        only_on = getattr(obj, "info", {}).get("only_on") if type_ == "index" else None
+        if only_on and only_on != dialect_name:
+            return False
+        return alembic_helpers.include_object(obj, name, type_, reflected, compare_to)
+
+    return include_object
+
+
 def run_migrations_offline():
     """Run migrations in 'offline' mode.
 
@@ -59,7 +73,9 @@ def run_migrations_offline():
     """
     url = config.get_main_option("sqlalchemy.url")
     context.configure(
-        url=url, target_metadata=get_metadata(), literal_binds=True
+        url=url, target_metadata=get_metadata(), literal_binds=True,
+        include_object=include_object_for(url.split(":", 1)[0].split("+", 1)[0]),
+        render_item=alembic_helpers.render_item,
     )
 
     with context.begin_transaction():
@@ -84,13 +100,19 @@ def run_migrations_online():
                 directives[:] = []
                 logger.info('No changes in schema detected.')
 
-    conf_args = current_app.extensions['migrate'].configure_args
+    conf_args = dict(current_app.extensions['migrate'].configure_args)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    # GeoAlchemy2's helpers: autogenerate renders Geometry columns with their SRID and
+    # spatial index, and leaves PostGIS's own tables (spatial_ref_sys …) alone.
+    conf_args["process_revision_directives"] = alembic_helpers.writer.chain(
+        conf_args["process_revision_directives"])
+    conf_args.setdefault("render_item", alembic_helpers.render_item)
 
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        conf_args.setdefault("include_object", include_object_for(connection.dialect.name))
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

@@ -42,6 +42,12 @@ class Checked:
     ticket: Ticket | None
     body: Any
     resolved: dict[str, Any] = field(default_factory=dict)
+    #: When the action happened; None means now. Only replaying history (the demo seed) sets
+    #: it, via ``dataclasses.replace``; routes never do.
+    at: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.at or utcnow()
 
 
 # ---------------------------------------------------------------- shared checks
@@ -99,7 +105,7 @@ def _record(checked: Checked, kind: str, data: dict[str, Any]) -> Event:
     """Append the ticket event, bump the version, queue the outbox message."""
     ticket = checked.ticket
     assert ticket is not None
-    now = utcnow()
+    now = checked.now()
     event = append_event(
         ticket.stream, kind, actor=checked.actor, data=data, ticket_id=ticket.id, at=now,
         head_locked=True,
@@ -163,7 +169,7 @@ def _number_for(ticket: Ticket) -> str:
 def do_accept(checked: Checked) -> Ticket:
     body: s.AcceptBody = checked.body
     actor = checked.actor
-    now = utcnow()
+    now = checked.now()
     point = checked.resolved.get("point")
     match = match_location(point=point, address=body.address, within=actor.unit)
     deadlines = initial_deadlines(body.urgency, now)
@@ -207,7 +213,7 @@ def do_accept(checked: Checked) -> Ticket:
     db.session.add(ticket)
     db.session.flush()
     ticket.number = _number_for(ticket)
-    checked = Checked("accept", actor, ticket, body)
+    checked = Checked("accept", actor, ticket, body, at=checked.at)
     _record(checked, "accept", {
         "source": str(body.source), "type": str(body.type), "urgency": str(body.urgency),
         "unit": actor.unit.code, "grid": grid.code if grid else None,
@@ -262,7 +268,7 @@ def do_dispatch(checked: Checked) -> Event:
     worker: User | None = checked.resolved["worker"]
     previous = {"unit": ticket.unit.code, "assignee": getattr(ticket.assignee, "username", None),
                 "status": str(ticket.status)}
-    now = utcnow()
+    now = checked.now()
     ticket.dispatched_by_unit = actor.unit if actor.unit_id != unit.id else ticket.unit
     ticket.unit = unit
     if grid is not None:
@@ -294,7 +300,7 @@ def do_sign(checked: Checked) -> Event:
     ticket = checked.ticket
     assert ticket is not None
     ticket.status = Status.in_progress
-    ticket.signed_at = utcnow()
+    ticket.signed_at = checked.now()
     if ticket.assignee_id is None and checked.actor.role == Role.grid_worker:
         ticket.assignee = checked.actor
     late = ticket.response_due is not None and ticket.signed_at > ticket.response_due
@@ -347,7 +353,7 @@ def do_check_in(checked: Checked) -> Event:
     assert ticket is not None
     lng, lat = checked.resolved["point"]
     distance = checked.resolved["distance"]
-    now = utcnow()
+    now = checked.now()
     db.session.add(CheckIn(
         ticket_id=ticket.id, user_id=checked.actor.id, lng=lng, lat=lat, crs=str(body.crs),
         accuracy_m=body.accuracy_m, fix_age_s=body.fix_age_s, distance_m=distance,
@@ -382,7 +388,7 @@ def do_reply(checked: Checked) -> Event:
     ticket, body = checked.ticket, checked.body
     assert ticket is not None
     ticket.status = Status.replied
-    ticket.replied_at = utcnow()
+    ticket.replied_at = checked.now()
     ticket.reply_result = body.result
     ticket.reply_resolution = str(body.resolution)
     return _record(checked, "reply", {"result": body.result, "resolution": str(body.resolution),
@@ -418,7 +424,7 @@ def do_approve(checked: Checked) -> Event:
     ticket = checked.ticket
     assert ticket is not None
     ticket.status = Status.closed
-    ticket.closed_at = utcnow()
+    ticket.closed_at = checked.now()
     late = ticket.handling_due is not None and ticket.replied_at is not None \
         and ticket.replied_at > ticket.handling_due
     return _record(checked, "approve", {"late": late})
@@ -520,7 +526,7 @@ def do_follow_up(checked: Checked) -> Event:
     ticket.followup_reached = body.reached
     ticket.satisfaction = str(body.satisfaction) if body.satisfaction else None
     ticket.followup_comment = body.comment
-    ticket.followed_up_at = utcnow()
+    ticket.followed_up_at = checked.now()
     return _record(checked, "follow_up", {
         "reached": body.reached, "satisfaction": ticket.satisfaction, "comment": body.comment,
     })
@@ -536,7 +542,7 @@ def check_reopen(actor: User, ticket: Ticket, body: s.ReopenBody) -> Checked:
 def do_reopen(checked: Checked) -> Event:
     ticket = checked.ticket
     assert ticket is not None
-    now = utcnow()
+    now = checked.now()
     deadlines = initial_deadlines(ticket.urgency, now)
     ticket.status = Status.assigned
     ticket.reopen_count += 1

@@ -1,0 +1,851 @@
+"""Intake benchmark: tickets accepted over HTTP by gunicorn, on SQLite and PostgreSQL.
+
+What it does, per database:
+
+1. builds a fresh database (a SQLite file in a temporary ``YIHAO_HOME``; PostgreSQL database
+   ``yihao_bench``, dropped and recreated), migrates it and seeds the real Liaoning divisions
+   (1 476 units, so address matching searches a realistic tree), a platform user with a bearer
+   token, a township station user, a village and a grid with its worker;
+2. starts the app under gunicorn (gthread workers) on a free loopback port, with a real Redis
+   (the embedded one, as ``REDIS_URL``) so every accept also enqueues its outbox job;
+3. runs a load generator in a *separate process* (stdlib ``http.client``, one keep-alive
+   connection per client thread) that posts ``POST /api/v1/tickets`` with realistic bodies
+   and an ``Idempotency-Key`` per request:
+
+   - *closed loop*: ``--clients`` clients each send the next request as soon as the previous
+     answer arrives, for ``--seconds``: the throughput the server sustains, and its latency
+     at that concurrency;
+   - *open loop*: requests are *scheduled* at a fixed ``--rate`` whatever the server does, and
+     latency is measured from the scheduled time (no coordinated omission): the latency a
+     steady 300 tickets/s would see;
+
+4. times one dispatch over HTTP (one client, sequential) and in-process (lock, check, do,
+   commit), and the audit chain's share of an action (real ``append_event`` against a plain
+   event insert without hash or head, interleaved, in-process).
+
+Every round is repeated ``--rounds`` times and the table shows medians. The load generator
+and PostgreSQL share the machine's cores with the server: the numbers are for the whole
+system on one box, not for the server alone.
+
+    .venv/bin/python bench/intake.py --db both --clients 8 --seconds 10 --rounds 3
+
+Writes the raw numbers as JSON (``--json``, default ``bench/results/intake.json``).
+Loopback only; every loop is bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import queue
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = ROOT / "bench" / "results" / "intake.json"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/yihao_bench"
+HOST = "127.0.0.1"
+#: Hard ceilings so a mistyped flag cannot turn the bench into a flood.
+MAX_SECONDS = 120
+MAX_CLIENTS = 128
+MAX_RATE = 5000
+
+# ---------------------------------------------------------------- realistic request bodies
+
+TITLES = [
+    ("小区门口路灯不亮", "路灯连续一周不亮，晚上出行不安全，请尽快维修。"),
+    ("楼道堆放杂物存在消防隐患", "单元楼道长期堆放纸箱和旧家具，堵塞消防通道。"),
+    ("道路井盖破损", "人行道井盖破损下陷，已有行人绊倒，请尽快更换。"),
+    ("夜间施工噪音扰民", "工地每天夜里十一点后仍在施工，噪音很大，影响休息。"),
+    ("供暖温度不达标", "家中室温只有十六度，多次联系供热公司未解决。"),
+    ("垃圾清运不及时", "小区垃圾桶已满三天无人清运，气味很大。"),
+    ("占道经营影响通行", "早市摊贩占用机动车道，早高峰车辆无法通行。"),
+    ("自来水水压低", "高层住户自来水压力不足，早晚用水高峰基本无水。"),
+    ("咨询老年人优待证办理", "想了解老年人优待证在哪里办理，需要带什么材料。"),
+    ("建议增设公交站点", "新建小区附近没有公交站，建议增设站点方便居民出行。"),
+]
+TYPES = ["complaint", "complaint", "help", "report", "consultation", "suggestion"]
+URGENCIES = ["normal"] * 8 + ["urgent", "emergency"]
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+PLACES = ["幸福小区", "阳光花园", "和平里", "滨河社区", "建设大街", "中山路", "工人村", "新华小区"]
+
+
+def make_body(rng: random.Random, addresses: list[dict[str, Any]]) -> dict[str, Any]:
+    """One accept body as the hotline platform would send it (varied, real place names)."""
+    title, content = rng.choice(TITLES)
+    where = rng.choice(addresses)
+    address = f"{where['prefix']}{rng.choice(PLACES)}{rng.randint(1, 40)}号楼"
+    body: dict[str, Any] = {
+        "source": "hotline",
+        "type": rng.choice(TYPES),
+        "title": title,
+        "content": f"{address}：{content}",
+        "urgency": rng.choice(URGENCIES),
+        "location": {"lng": round(where["lng"] + rng.uniform(-0.02, 0.02), 6),
+                     "lat": round(where["lat"] + rng.uniform(-0.02, 0.02), 6),
+                     "crs": rng.choice(["wgs84", "gcj02"])},
+        "address": address,
+        "reporter": {"name": rng.choice(SURNAMES) + "先生",
+                     "phone": f"139{rng.randint(0, 10**8 - 1):08d}",
+                     "anonymous": rng.random() < 0.1},
+        "external_id": uuid.uuid4().hex,
+    }
+    return body
+
+
+# ---------------------------------------------------------------- the load generator (child)
+
+
+def _percentile(sorted_values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of an already sorted list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, int(-(-p * len(sorted_values) // 100)))  # ceil(p/100 * n)
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def summarise(latencies: list[float], elapsed: float, statuses: Counter[int],
+              ok_status: int) -> dict[str, Any]:
+    values = sorted(latencies)
+    return {
+        "ok": statuses.get(ok_status, 0),
+        "errors": sum(n for s, n in statuses.items() if s != ok_status),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "elapsed_s": round(elapsed, 3),
+        "per_s": round(statuses.get(ok_status, 0) / elapsed, 1) if elapsed > 0 else 0.0,
+        "p50_ms": _ms(_percentile(values, 50)),
+        "p95_ms": _ms(_percentile(values, 95)),
+        "p99_ms": _ms(_percentile(values, 99)),
+        "max_ms": _ms(values[-1] if values else None),
+    }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 2)
+
+
+class _Client:
+    """One keep-alive connection; reconnects if the server closed it."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"Bearer {token}",
+                        "Content-Type": "application/json", "Connection": "keep-alive"}
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=60)
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        headers = {**self.headers, "Idempotency-Key": str(uuid.uuid4())}
+        for attempt in (1, 2):
+            try:
+                self.conn.request("POST", path, body=payload, headers=headers)
+                response = self.conn.getresponse()
+                return response.status, response.read()
+            except (http.client.HTTPException, ConnectionError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(HOST, self.port, timeout=60)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def closed_loop(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``clients`` threads, each posting back to back until ``seconds`` have passed."""
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    start = time.perf_counter()
+    stop_at = start + cfg["seconds"]
+
+    def run(index: int) -> None:
+        rng = random.Random(cfg["seed"] * 1000 + index)
+        client = _Client(cfg["port"], cfg["token"])
+        mine: list[float] = []
+        codes: Counter[int] = Counter()
+        try:
+            while time.perf_counter() < stop_at:
+                body = make_body(rng, cfg["addresses"])
+                t0 = time.perf_counter()
+                try:
+                    status, _ = client.post("/api/v1/tickets", body)
+                except OSError:
+                    status = 599
+                if status == 201:
+                    mine.append(time.perf_counter() - t0)
+                codes[status] += 1
+        finally:
+            client.close()
+            with lock:
+                latencies.extend(mine)
+                statuses.update(codes)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(cfg["clients"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return summarise(latencies, time.perf_counter() - start, statuses, 201)
+
+
+def open_loop(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Requests scheduled at a fixed rate; latency counts from the scheduled moment.
+
+    A pool of ``clients`` connections serves the schedule; if the server falls behind, the
+    queue grows and so does the measured latency — the slowness is not hidden by the
+    clients waiting politely (coordinated omission).
+    """
+    rate, seconds = cfg["rate"], cfg["seconds"]
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    work: queue.Queue[float | None] = queue.Queue()
+    start = time.perf_counter() + 0.05
+
+    def serve(index: int) -> None:
+        rng = random.Random(cfg["seed"] * 1000 + 500 + index)
+        client = _Client(cfg["port"], cfg["token"])
+        mine: list[float] = []
+        codes: Counter[int] = Counter()
+        try:
+            while (scheduled := work.get()) is not None:
+                body = make_body(rng, cfg["addresses"])
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                try:
+                    status, _ = client.post("/api/v1/tickets", body)
+                except OSError:
+                    status = 599
+                if status == 201:
+                    mine.append(time.perf_counter() - scheduled)
+                codes[status] += 1
+        finally:
+            client.close()
+            with lock:
+                latencies.extend(mine)
+                statuses.update(codes)
+
+    workers = [threading.Thread(target=serve, args=(i,)) for i in range(cfg["clients"])]
+    for t in workers:
+        t.start()
+    # Feed the schedule slightly ahead of time so a worker is free to fire on the dot.
+    for i in range(total):
+        scheduled = start + i / rate
+        ahead = scheduled - time.perf_counter() - 0.005
+        if ahead > 0:
+            time.sleep(ahead)
+        work.put(scheduled)
+    for _ in workers:
+        work.put(None)
+    for t in workers:
+        t.join()
+    result = summarise(latencies, time.perf_counter() - start, statuses, 201)
+    result["offered_per_s"] = rate
+    return result
+
+
+def sequential_actions(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One client, one request at a time: the latency of a single action, unloaded."""
+    client = _Client(cfg["port"], cfg["token"])
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    start = time.perf_counter()
+    try:
+        for path, body in cfg["requests"]:
+            t0 = time.perf_counter()
+            status, _ = client.post(path, body)
+            if status == 200:
+                latencies.append(time.perf_counter() - t0)
+            statuses[status] += 1
+    finally:
+        client.close()
+    return summarise(latencies, time.perf_counter() - start, statuses, 200)
+
+
+def _child_main(raw: str) -> None:
+    cfg = json.loads(raw)
+    mode = cfg["mode"]
+    runner = {"closed": closed_loop, "open": open_loop, "sequential": sequential_actions}[mode]
+    print(json.dumps(runner(cfg)))
+
+
+def run_child(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run the load generator in its own process (its own GIL, its own core time)."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--load-child", json.dumps(cfg)],
+        capture_output=True, text=True, timeout=cfg.get("seconds", 60) * 3 + 120, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# ---------------------------------------------------------------- database and seed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def recreate_pg(url: str) -> None:
+    import sqlalchemy as sa
+
+    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    base, name = url.rsplit("/", 1)
+    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def seed(app: Any) -> dict[str, Any]:
+    """Migrate, then seed the Liaoning divisions and the few people the bench acts as."""
+    import sqlalchemy as sa
+
+    from grids.models import Grid, GridMember
+    from hierarchy.divisions import province_divisions
+    from hierarchy.models import Level, Role, Unit
+    from hierarchy.operations import (
+        do_create_token,
+        do_create_unit,
+        do_create_user,
+        do_sync_divisions,
+    )
+    from server.cli import run_migrations
+    from server.core.db import db
+
+    with app.app_context():
+        run_migrations()
+        divisions = list(province_divisions("210000"))
+        do_sync_divisions(None, divisions)
+        units = {u.code: u for u in db.session.execute(sa.select(Unit)).scalars()}
+        village = do_create_unit(None, code="210102001001", name="浑河湾社区",
+                                 level=Level.village, parent=units["210102001"])
+        hotline = do_create_user(None, username="hotline", display_name="12345 平台",
+                                 role=Role.platform, unit=units["210000"], is_system=True)
+        station = do_create_user(None, username="township", display_name="浑河湾街道工作站",
+                                 role=Role.station, unit=units["210102001"])
+        worker = do_create_user(None, username="worker", display_name="网格员",
+                                role=Role.grid_worker, unit=village)
+        grid = Grid(code="G-HHW-01", name="浑河湾第一网格", unit=village)
+        db.session.add(grid)
+        db.session.add(GridMember(grid=grid, user=worker, position=0))
+        token = do_create_token(None, hotline, "bench")
+        station_token = do_create_token(None, station, "bench")
+        db.session.commit()
+        # Addresses name a real township with its city and county, as call-takers write them.
+        by_code = {d.code: d for d in divisions}
+        rng = random.Random(7)
+        townships = [d for d in divisions if d.level == Level.township]
+        addresses = []
+        for d in rng.sample(townships, 200):
+            county = by_code[d.parent_code] if d.parent_code else None
+            city = by_code.get(county.parent_code) if county and county.parent_code else None
+            prefix = "".join(x.name for x in (city, county, d) if x and x.level != Level.province)
+            addresses.append({"prefix": prefix, "lng": rng.uniform(121.0, 125.0),
+                              "lat": rng.uniform(39.5, 42.5)})
+        count = len(units) + 1
+        db.session.remove()
+    return {"token": token, "station_token": station_token, "addresses": addresses,
+            "units": count, "hotline": "hotline"}
+
+
+# ---------------------------------------------------------------- gunicorn
+
+SERVER_CODE = """
+import sys
+from server.app import create_app
+from server.wsgi_server import run_gunicorn
+run_gunicorn(create_app(), sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+"""
+
+
+class Server:
+    """gunicorn in a subprocess on a free loopback port; stopped by its own pid."""
+
+    def __init__(self, env: dict[str, str], home: Path, workers: int, threads: int) -> None:
+        self.port = free_port()
+        self.log = (home / "gunicorn.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER_CODE, HOST, str(self.port), str(workers), str(threads)],
+            env={**os.environ, **env}, cwd=str(ROOT), stdout=self.log, stderr=self.log,
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"gunicorn exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                conn.request("GET", "/api/v1/health")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not become healthy in time")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM to the master: it stops its workers gracefully
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+# ---------------------------------------------------------------- in-process measurements
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def statement_counts(app: Any, token: str, addresses: list[dict[str, Any]]) -> dict[str, Any]:
+    """SQL statements (and flushes) one accept and one dispatch send, via the test client."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from server.core.db import db
+
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    rng = random.Random(11)
+    statements: list[str] = []
+    flushes = [0]
+
+    def on_sql(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    def on_flush(*_args: Any) -> None:
+        flushes[0] += 1
+
+    with app.app_context():
+        engine = db.engine
+
+    def accept() -> Any:
+        return client.post("/api/v1/tickets", json=make_body(rng, addresses),
+                           headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+
+    accept()  # warms caches (compiled statements, the first connection)
+    number = accept().get_json()["number"]
+
+    def dispatch() -> Any:
+        return client.post(f"/api/v1/tickets/{number}/dispatch", json={"unit": "210102"},
+                           headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+
+    result: dict[str, Any] = {}
+    for name, call in (("accept", accept), ("dispatch", dispatch)):
+        statements.clear()
+        flushes[0] = 0
+        event.listen(engine, "before_cursor_execute", on_sql)
+        event.listen(Session, "after_flush", on_flush)
+        try:
+            response = call()
+        finally:
+            event.remove(engine, "before_cursor_execute", on_sql)
+            event.remove(Session, "after_flush", on_flush)
+        assert response.status_code in (200, 201), response.get_json()
+        kinds = Counter(statements)
+        result[name] = {"statements": len(statements), "flushes": flushes[0],
+                        "by_kind": dict(sorted(kinds.items()))}
+    return result
+
+
+def inprocess_accept(app: Any, token: str, addresses: list[dict[str, Any]],
+                     repeat: int) -> dict[str, Any]:
+    """Accept through the Flask test client: the app's own cost, no HTTP server, one thread."""
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    rng = random.Random(13)
+    times = []
+    for _ in range(repeat):
+        body = make_body(rng, addresses)
+        key = str(uuid.uuid4())
+        times.append(_timed(lambda b=body, k=key: client.post(
+            "/api/v1/tickets", json=b, headers={**headers, "Idempotency-Key": k})))
+    times.sort()
+    return {"n": repeat, "p50_ms": _ms(_percentile(times, 50)),
+            "p95_ms": _ms(_percentile(times, 95))}
+
+
+def _accepted_numbers(app: Any, username: str, limit: int) -> list[str]:
+    import sqlalchemy as sa
+
+    from hierarchy.models import User
+    from server.core.db import db
+    from server.tickets.models import Status, Ticket
+    from server.tickets.queries import visible_tickets
+
+    with app.app_context():
+        actor = db.session.execute(
+            sa.select(User).where(User.username == username)).scalar_one()
+        numbers = list(db.session.execute(
+            visible_tickets(actor).with_only_columns(Ticket.number)
+            .where(Ticket.status == Status.accepted).order_by(Ticket.id).limit(limit)
+        ).scalars())
+        db.session.remove()
+    return numbers
+
+
+def _plain_append_event(stream: str, kind: str, *, actor: Any | None,
+                        data: dict[str, Any] | None = None, ticket_id: int | None = None,
+                        at: Any = None, head_locked: bool = False) -> Any:
+    """The same event row without the chain: no head row read or written, no canonical
+    JSON, no HMAC. ``seq`` comes from the locked ticket (already in the session)."""
+    from server.core.audit import GENESIS, Event
+    from server.core.db import db, utcnow
+    from server.tickets.models import Ticket
+
+    ticket = db.session.get(Ticket, ticket_id) if ticket_id is not None else None
+    event = Event(stream=stream, seq=(ticket.version if ticket else 0) + 1, ticket_id=ticket_id,
+                  kind=kind, actor_id=getattr(actor, "id", None),
+                  actor_name=getattr(actor, "username", None) or "system",
+                  at=at or utcnow(), data=data or {}, prev_hash=GENESIS, hash=GENESIS)
+    db.session.add(event)
+    db.session.flush()
+    return event
+
+
+def dispatch_inprocess(app: Any, numbers: list[str], *, plain_audit: bool,
+                       flip: dict[str, int]) -> list[float]:
+    """Time lock + check_dispatch + do_dispatch + commit, each in a fresh session.
+
+    The actor is loaded before the clock starts, as the token lookup does before a route
+    runs. Tickets alternate between two counties so every dispatch is a real change.
+    """
+    import sqlalchemy as sa
+
+    from hierarchy.models import User
+    from server.core.db import db
+    from server.tickets import operations as ops
+    from server.tickets.queries import get_visible_ticket
+    from server.tickets.schemas import DispatchBody
+
+    targets = ("210102", "210103")
+    original = ops.append_event
+    if plain_audit:
+        ops.append_event = _plain_append_event  # type: ignore[assignment]
+    times: list[float] = []
+    try:
+        with app.app_context():
+            for number in numbers:
+                actor = db.session.execute(
+                    sa.select(User).where(User.username == "hotline")).scalar_one()
+                _ = actor.unit.path
+                i = flip.get(number, 0)
+                flip[number] = i + 1
+                body = DispatchBody(unit=targets[i % 2])
+                t0 = time.perf_counter()
+                ticket = get_visible_ticket(actor, number, lock=True)
+                ops.do_dispatch(ops.check_dispatch(actor, ticket, body))
+                db.session.commit()
+                times.append(time.perf_counter() - t0)
+                db.session.remove()
+    finally:
+        ops.append_event = original  # type: ignore[assignment]
+    return times
+
+
+def audit_overhead(app: Any, numbers: list[str], blocks: int,
+                   flip: dict[str, int]) -> dict[str, Any]:
+    """Interleaved blocks (ABBA…) of real vs plain-audit dispatches; medians compared."""
+    real: list[float] = []
+    plain: list[float] = []
+    # Warm both paths before measuring.
+    dispatch_inprocess(app, numbers[:20], plain_audit=False, flip=flip)
+    dispatch_inprocess(app, numbers[:20], plain_audit=True, flip=flip)
+    per_block = max(1, len(numbers) // 2)
+    for b in range(blocks):
+        chunk = numbers[(b % 2) * per_block:(b % 2 + 1) * per_block]
+        order = (False, True) if b % 2 == 0 else (True, False)
+        for plain_audit in order:
+            times = dispatch_inprocess(app, chunk, plain_audit=plain_audit, flip=flip)
+            (plain if plain_audit else real).extend(times)
+    real_med = statistics.median(real)
+    plain_med = statistics.median(plain)
+    return {
+        "action": "dispatch (lock + check + do + commit, in-process)",
+        "n_each": len(real),
+        "with_chain_p50_ms": _ms(real_med),
+        "plain_insert_p50_ms": _ms(plain_med),
+        "added_pct": round(100 * (real_med - plain_med) / plain_med, 1),
+    }
+
+
+def profile_accepts(app: Any, token: str, addresses: list[dict[str, Any]], n: int,
+                    out: Path) -> None:
+    """cProfile ``n`` in-process accepts; print the top of the profile and save it."""
+    import cProfile
+    import pstats
+
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    rng = random.Random(17)
+    bodies = [make_body(rng, addresses) for _ in range(n)]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for body in bodies:
+        client.post("/api/v1/tickets", json=body,
+                    headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+    profiler.disable()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(str(out))
+    stats = pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative")
+    print(f"\n--- cProfile of {n} in-process accepts ({out}) ---", file=sys.stderr)
+    stats.print_stats(35)
+
+
+# ---------------------------------------------------------------- one database
+
+
+def median_of(rounds: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rounds if r.get(key) is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    from server.app import create_app
+    from server.core.db import db
+    from server.embedded_redis import ensure_running
+    from server.embedded_redis import stop as stop_redis
+
+    home = Path(tempfile.mkdtemp(prefix=f"yihao-bench-{kind}-"))
+    if kind == "postgres":
+        recreate_pg(args.pg_url)
+        url = args.pg_url
+    else:
+        url = f"sqlite:///{home / 'yihao.sqlite3'}"
+    redis_url = ensure_running(home)
+    env = {"YIHAO_HOME": str(home), "DATABASE_URL": url, "REDIS_URL": redis_url}
+    log(f"[{kind}] home {home}")
+    try:
+        with environment(env):
+            app = create_app()
+            t0 = time.perf_counter()
+            seeded = seed(app)
+            log(f"[{kind}] migrated and seeded {seeded['units']} units in "
+                f"{time.perf_counter() - t0:.1f}s")
+            with app.app_context():
+                db.engine.dispose()
+
+            server = Server(env, home, args.workers, args.threads)
+            try:
+                base = {"port": server.port, "token": seeded["token"],
+                        "addresses": seeded["addresses"], "clients": args.clients}
+                log(f"[{kind}] gunicorn {args.workers} workers x {args.threads} threads on "
+                    f"port {server.port}; warm-up {args.warmup}s")
+                run_child({**base, "mode": "closed", "seconds": args.warmup, "seed": 999})
+                closed_rounds, open_rounds = [], []
+                for r in range(args.rounds):
+                    res = run_child({**base, "mode": "closed", "seconds": args.seconds, "seed": r})
+                    closed_rounds.append(res)
+                    log(f"[{kind}] round {r + 1} closed: {res['per_s']}/s p50 {res['p50_ms']} "
+                        f"p95 {res['p95_ms']} p99 {res['p99_ms']} ms, errors {res['errors']}")
+                    if args.rate:
+                        res = run_child({**base, "mode": "open", "seconds": args.seconds,
+                                         "rate": args.rate, "seed": 100 + r,
+                                         "clients": max(args.clients, 16)})
+                        open_rounds.append(res)
+                        log(f"[{kind}] round {r + 1} open @{args.rate}/s: {res['per_s']}/s "
+                            f"p50 {res['p50_ms']} p95 {res['p95_ms']} p99 {res['p99_ms']} ms, "
+                            f"errors {res['errors']}")
+                numbers = _accepted_numbers(app, "hotline", args.dispatches * 3)
+                http_numbers, rest = numbers[:args.dispatches], numbers[args.dispatches:]
+                dispatch_http = run_child({
+                    **base, "mode": "sequential",
+                    "requests": [[f"/api/v1/tickets/{n}/dispatch", {"unit": "210102"}]
+                                 for n in http_numbers]})
+                log(f"[{kind}] dispatch over HTTP: p50 {dispatch_http['p50_ms']} ms "
+                    f"(n={dispatch_http['ok']}, errors {dispatch_http['errors']})")
+            finally:
+                server.stop()
+
+            counts = statement_counts(app, seeded["token"], seeded["addresses"])
+            log(f"[{kind}] statements: accept {counts['accept']}, dispatch {counts['dispatch']}")
+            accept_inproc = inprocess_accept(app, seeded["token"], seeded["addresses"], 200)
+            log(f"[{kind}] accept in-process: p50 {accept_inproc['p50_ms']} ms")
+            flip: dict[str, int] = {}
+            dispatch_inproc_times = sorted(
+                dispatch_inprocess(app, rest, plain_audit=False, flip=flip))
+            dispatch_inproc = {"n": len(dispatch_inproc_times),
+                               "p50_ms": _ms(_percentile(dispatch_inproc_times, 50)),
+                               "p95_ms": _ms(_percentile(dispatch_inproc_times, 95))}
+            log(f"[{kind}] dispatch in-process: p50 {dispatch_inproc['p50_ms']} ms")
+            audit = audit_overhead(app, rest, args.audit_blocks, flip)
+            log(f"[{kind}] audit chain: {audit['with_chain_p50_ms']} vs "
+                f"{audit['plain_insert_p50_ms']} ms → +{audit['added_pct']} %")
+            if args.profile:
+                profile_accepts(app, seeded["token"], seeded["addresses"], args.profile,
+                                ROOT / "bench" / "results" / f"accept-{kind}.prof")
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+    finally:
+        stop_redis(home)
+    return {
+        "database": kind,
+        "server": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
+        "closed_loop": {"clients": args.clients, "seconds": args.seconds,
+                        "rounds": closed_rounds,
+                        "median": {k: median_of(closed_rounds, k) for k in
+                                   ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}},
+        "open_loop": {"rate": args.rate, "seconds": args.seconds, "rounds": open_rounds,
+                      "median": {k: median_of(open_rounds, k) for k in
+                                 ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}},
+        "dispatch_http": dispatch_http,
+        "dispatch_inprocess": dispatch_inproc,
+        "accept_inprocess": accept_inproc,
+        "statements": counts,
+        "audit_overhead": audit,
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    facts: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                             "platform": platform.platform()}
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        facts["memory_gib"] = round(kib / 1024 / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    import sqlite3
+
+    facts["sqlite"] = sqlite3.sqlite_version
+    return facts
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        return "–" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    lines = ["| database | load | tickets/s | p50 ms | p95 ms | p99 ms | errors |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        c = r["closed_loop"]["median"]
+        lines.append(f"| {r['database']} | closed loop, {r['closed_loop']['clients']} clients | "
+                     + " | ".join(cell(c[k]) for k in ("per_s", "p50_ms", "p95_ms", "p99_ms",
+                                                       "errors")) + " |")
+        if r["open_loop"]["rounds"]:
+            o = r["open_loop"]["median"]
+            lines.append(f"| {r['database']} | open loop, {r['open_loop']['rate']}/s offered | "
+                         + " | ".join(cell(o[k]) for k in ("per_s", "p50_ms", "p95_ms",
+                                                           "p99_ms", "errors")) + " |")
+    lines += ["", "| database | dispatch HTTP p50 ms | dispatch in-process p50 ms | "
+              "accept in-process p50 ms | SQL per accept | SQL per dispatch | audit chain adds |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(
+            f"| {r['database']} | {cell(r['dispatch_http']['p50_ms'])} | "
+            f"{cell(r['dispatch_inprocess']['p50_ms'])} | "
+            f"{cell(r['accept_inprocess']['p50_ms'])} | "
+            f"{r['statements']['accept']['statements']} | "
+            f"{r['statements']['dispatch']['statements']} | "
+            f"{r['audit_overhead']['added_pct']} % |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    p.add_argument("--clients", type=int, default=8, help="closed-loop concurrent clients")
+    p.add_argument("--seconds", type=float, default=10, help="length of each measured round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per database (medians shown)")
+    p.add_argument("--rate", type=int, default=300,
+                   help="open-loop offered tickets/s (0 skips the open loop)")
+    p.add_argument("--warmup", type=float, default=3, help="seconds of unmeasured warm-up")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    p.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    p.add_argument("--dispatches", type=int, default=200,
+                   help="dispatches timed over HTTP (and twice as many in-process)")
+    p.add_argument("--audit-blocks", type=int, default=6,
+                   help="interleaved blocks for the audit-chain comparison")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also cProfile N in-process accepts (printed, saved as .prof)")
+    p.add_argument("--pg-url", default=DEFAULT_PG)
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    p.add_argument("--load-child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if not (0 < args.seconds <= MAX_SECONDS and 0 < args.warmup <= MAX_SECONDS):
+        p.error(f"--seconds and --warmup must be in (0, {MAX_SECONDS}]")
+    if not 1 <= args.clients <= MAX_CLIENTS:
+        p.error(f"--clients must be 1..{MAX_CLIENTS}")
+    if not 0 <= args.rate <= MAX_RATE:
+        p.error(f"--rate must be 0..{MAX_RATE}")
+    if not args.pg_url.startswith("postgresql://postgres@127.0.0.1"):
+        p.error("--pg-url must be a loopback PostgreSQL URL")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.load_child:
+        _child_main(args.load_child)
+        return 0
+    sys.path.insert(0, str(ROOT))
+    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    results = [bench_database(kind, args) for kind in kinds]
+    report = {"benchmark": "intake", "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "command": " ".join([Path(sys.executable).name, *sys.argv]),
+              "machine": machine(), "results": results}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, ensure_ascii=False, indent=2))
+    print(table(results))
+    print(f"\nraw numbers: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
