@@ -316,8 +316,9 @@ def run_pytest(label: str, extra: list[str], database_url: str | None,
     say(f"pytest on {label}")
     with tempfile.TemporaryDirectory(prefix="yihao-junit-") as tmp:
         junit = Path(tmp) / "junit.xml"
-        code = run([str(BIN / "python"), "-m", "pytest", f"--junitxml={junit}", *extra],
-                   cwd=ROOT, env=env)
+        # --durations: the slowest tests are named in every run, so CI time stays watched.
+        code = run([str(BIN / "python"), "-m", "pytest", f"--junitxml={junit}",
+                    "--durations=10", *extra], cwd=ROOT, env=env)
         counts = _junit_counts(junit)
     if counts:
         total.add(counts)

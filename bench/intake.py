@@ -64,6 +64,10 @@ HOST = "127.0.0.1"
 MAX_SECONDS = 120
 MAX_CLIENTS = 128
 MAX_RATE = 5000
+#: Townships that tickets are addressed to; half of them get a grid polygon.
+ADDRESSES = 200
+#: Half the side of a grid square, in degrees (about 500 m).
+GRID_HALF_SIZE = 0.005
 
 # ---------------------------------------------------------------- realistic request bodies
 
@@ -89,6 +93,7 @@ def make_body(rng: random.Random, addresses: list[dict[str, Any]]) -> dict[str, 
     """One accept body as the hotline platform would send it (varied, real place names)."""
     title, content = rng.choice(TITLES)
     where = rng.choice(addresses)
+    spread = where["spread"]
     address = f"{where['prefix']}{rng.choice(PLACES)}{rng.randint(1, 40)}号楼"
     body: dict[str, Any] = {
         "source": "hotline",
@@ -96,9 +101,9 @@ def make_body(rng: random.Random, addresses: list[dict[str, Any]]) -> dict[str, 
         "title": title,
         "content": f"{address}：{content}",
         "urgency": rng.choice(URGENCIES),
-        "location": {"lng": round(where["lng"] + rng.uniform(-0.02, 0.02), 6),
-                     "lat": round(where["lat"] + rng.uniform(-0.02, 0.02), 6),
-                     "crs": rng.choice(["wgs84", "gcj02"])},
+        "location": {"lng": round(where["lng"] + rng.uniform(-spread, spread), 6),
+                     "lat": round(where["lat"] + rng.uniform(-spread, spread), 6),
+                     "crs": "wgs84"},
         "address": address,
         "reporter": {"name": rng.choice(SURNAMES) + "先生",
                      "phone": f"139{rng.randint(0, 10**8 - 1):08d}",
@@ -219,6 +224,9 @@ def open_loop(cfg: dict[str, Any]) -> dict[str, Any]:
     lock = threading.Lock()
     work: queue.Queue[float | None] = queue.Queue()
     start = time.perf_counter() + 0.05
+    # Past this moment a request still waiting is not sent: it counts as status 0 (the server
+    # fell too far behind), so a hopeless rate ends in bounded time instead of queueing on.
+    give_up = start + seconds + max(5.0, seconds)
 
     def serve(index: int) -> None:
         rng = random.Random(cfg["seed"] * 1000 + 500 + index)
@@ -231,6 +239,9 @@ def open_loop(cfg: dict[str, Any]) -> dict[str, Any]:
                 delay = scheduled - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
+                elif time.perf_counter() > give_up:
+                    codes[0] += 1
+                    continue
                 try:
                     status, _ = client.post("/api/v1/tickets", body)
                 except OSError:
@@ -281,8 +292,8 @@ def sequential_actions(cfg: dict[str, Any]) -> dict[str, Any]:
     return summarise(latencies, time.perf_counter() - start, statuses, 200)
 
 
-def _child_main(raw: str) -> None:
-    cfg = json.loads(raw)
+def _child_main() -> None:
+    cfg = json.loads(sys.stdin.read())
     mode = cfg["mode"]
     runner = {"closed": closed_loop, "open": open_loop, "sequential": sequential_actions}[mode]
     print(json.dumps(runner(cfg)))
@@ -291,8 +302,9 @@ def _child_main(raw: str) -> None:
 def run_child(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run the load generator in its own process (its own GIL, its own core time)."""
     done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--load-child", json.dumps(cfg)],
-        capture_output=True, text=True, timeout=cfg.get("seconds", 60) * 3 + 120, check=False,
+        [sys.executable, str(Path(__file__).resolve()), "--load-child"],
+        input=json.dumps(cfg), capture_output=True, text=True,
+        timeout=cfg.get("seconds", 60) * 3 + 120, check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr[-3000:]}")
@@ -368,22 +380,50 @@ def seed(app: Any) -> dict[str, Any]:
         db.session.add(GridMember(grid=grid, user=worker, position=0))
         token = do_create_token(None, hotline, "bench")
         station_token = do_create_token(None, station, "bench")
-        db.session.commit()
         # Addresses name a real township with its city and county, as call-takers write them.
+        # Half of them get a village with a 1 km grid square around their point, and their
+        # tickets' points fall inside it; the other half's points fall where no grid is, so
+        # matching goes on to boundaries and the address.
         by_code = {d.code: d for d in divisions}
         rng = random.Random(7)
         townships = [d for d in divisions if d.level == Level.township]
         addresses = []
-        for d in rng.sample(townships, 200):
+        grids = 0
+        for i, d in enumerate(rng.sample(townships, ADDRESSES)):
             county = by_code[d.parent_code] if d.parent_code else None
             city = by_code.get(county.parent_code) if county and county.parent_code else None
             prefix = "".join(x.name for x in (city, county, d) if x and x.level != Level.province)
-            addresses.append({"prefix": prefix, "lng": rng.uniform(121.0, 125.0),
-                              "lat": rng.uniform(39.5, 42.5)})
-        count = len(units) + 1
+            lng, lat = rng.uniform(121.0, 125.0), rng.uniform(39.5, 42.5)
+            spread = 0.02
+            if i % 2 == 0 and _seed_grid(units[d.code], f"{d.code}001", lng, lat):
+                grids += 1
+                spread = GRID_HALF_SIZE * 0.8
+            addresses.append({"prefix": prefix, "lng": lng, "lat": lat, "spread": spread})
+        db.session.commit()
+        count = len(units) + 1 + grids
         db.session.remove()
     return {"token": token, "station_token": station_token, "addresses": addresses,
-            "units": count, "hotline": "hotline"}
+            "units": count, "grids_with_polygons": grids, "hotline": "hotline"}
+
+
+def _seed_grid(township: Any, village_code: str, lng: float, lat: float) -> bool:
+    """A village under ``township`` with one square grid around (lng, lat); False when this
+    version of the code has no grid polygons (the bench then runs without them)."""
+    try:
+        from shapely.geometry import box
+
+        from grids.operations import do_create_grid
+    except ImportError:
+        return False
+    from hierarchy.models import Level
+    from hierarchy.operations import do_create_unit
+
+    village = do_create_unit(None, code=village_code, name=f"{township.name}第一社区",
+                             level=Level.village, parent=township)
+    do_create_grid(None, code=f"G-{village_code}", name=f"{township.name}第一网格", unit=village,
+                   geom=box(lng - GRID_HALF_SIZE, lat - GRID_HALF_SIZE, lng + GRID_HALF_SIZE,
+                            lat + GRID_HALF_SIZE))
+    return True
 
 
 # ---------------------------------------------------------------- gunicorn
@@ -669,7 +709,8 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             app = create_app()
             t0 = time.perf_counter()
             seeded = seed(app)
-            log(f"[{kind}] migrated and seeded {seeded['units']} units in "
+            log(f"[{kind}] migrated and seeded {seeded['units']} units, "
+                f"{seeded['grids_with_polygons']} grid polygons in "
                 f"{time.perf_counter() - t0:.1f}s")
             with app.app_context():
                 db.engine.dispose()
@@ -683,14 +724,18 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 run_child({**base, "mode": "closed", "seconds": args.warmup, "seed": 999})
                 closed_rounds, open_rounds = [], []
                 for r in range(args.rounds):
+                    load = os.getloadavg()[0]
                     res = run_child({**base, "mode": "closed", "seconds": args.seconds, "seed": r})
+                    res["loadavg_1m_before"] = load
                     closed_rounds.append(res)
                     log(f"[{kind}] round {r + 1} closed: {res['per_s']}/s p50 {res['p50_ms']} "
                         f"p95 {res['p95_ms']} p99 {res['p99_ms']} ms, errors {res['errors']}")
                     if args.rate:
+                        load = os.getloadavg()[0]
                         res = run_child({**base, "mode": "open", "seconds": args.seconds,
                                          "rate": args.rate, "seed": 100 + r,
                                          "clients": max(args.clients, 16)})
+                        res["loadavg_1m_before"] = load
                         open_rounds.append(res)
                         log(f"[{kind}] round {r + 1} open @{args.rate}/s: {res['per_s']}/s "
                             f"p50 {res['p50_ms']} p95 {res['p95_ms']} p99 {res['p99_ms']} ms, "
@@ -730,6 +775,8 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         stop_redis(home)
     return {
         "database": kind,
+        "seed": {"units": seeded["units"], "grids_with_polygons": seeded["grids_with_polygons"],
+                 "addresses": len(seeded["addresses"])},
         "server": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
         "closed_loop": {"clients": args.clients, "seconds": args.seconds,
                         "rounds": closed_rounds,
@@ -764,6 +811,7 @@ def machine() -> dict[str, Any]:
     import sqlite3
 
     facts["sqlite"] = sqlite3.sqlite_version
+    facts["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     return facts
 
 
@@ -816,7 +864,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also cProfile N in-process accepts (printed, saved as .prof)")
     p.add_argument("--pg-url", default=DEFAULT_PG)
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
-    p.add_argument("--load-child", help=argparse.SUPPRESS)
+    p.add_argument("--load-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not (0 < args.seconds <= MAX_SECONDS and 0 < args.warmup <= MAX_SECONDS):
         p.error(f"--seconds and --warmup must be in (0, {MAX_SECONDS}]")
@@ -832,7 +880,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.load_child:
-        _child_main(args.load_child)
+        _child_main()
         return 0
     sys.path.insert(0, str(ROOT))
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]

@@ -193,10 +193,8 @@ def current() -> WorkCalendar:
     token = db.session.execute(
         sa.select(EscalationState.calendar_token).where(EscalationState.id == 1)
     ).scalar_one_or_none() or "package"
-    if cached is not None and cached[1].token == token:
-        calendar = cached[1]
-    else:
-        calendar = load_calendar()
+    fresh = cached is not None and cached[1].token == token
+    calendar = cached[1] if cached is not None and fresh else load_calendar()
     with _lock:
         _cache[engine] = (now, calendar)
     return calendar

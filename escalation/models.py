@@ -179,7 +179,8 @@ class Clock(db.Model):
     stop_reason: Mapped[str | None] = mapped_column(sa.String(24))
     #: The deadline that was missed; once set, never cleared (a breach is never hidden).
     breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: A wrong assignment returned within the grace period: not counted as late.
+    #: A wrong assignment returned within the grace period: not counted as late (a breach
+    #: that happened stays recorded in ``breached_at``).
     excused: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     provisional: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     step: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)

@@ -87,6 +87,10 @@ def read_geojson(data: bytes) -> SourceFile:
                                " convert it to WGS-84 or declare it with --crs",
                                code="unsupported_crs")
         notes.append(f"the file declares {name}")
+    if doc.get("yihao:crs") in ("wgs84", "gcj02", "bd09"):
+        # Our own exports in a web map's system say so (RFC 7946 has no crs member).
+        declared = doc["yihao:crs"]
+        notes.append(f"the file declares yihao:crs {declared}")
     if doc.get("type") == "FeatureCollection":
         items = doc.get("features")
         if not isinstance(items, list):

@@ -121,6 +121,7 @@ class GridVersion(db.Model):
     source: Mapped[str] = mapped_column(sa.String(200), nullable=False, default="")
 
     grid: Mapped[Grid] = relationship(back_populates="versions")
+    unit: Mapped[Unit] = relationship()
 
 
 class UnitBoundary(db.Model):
@@ -212,7 +213,8 @@ def touch(connection: sa.Connection | Session, *names: str) -> None:
 
 
 def read_tokens(session: Session) -> dict[str, str]:
-    return dict(session.execute(sa.select(GeoState.name, GeoState.token)).tuples().all())
+    rows = session.execute(sa.select(GeoState.name, GeoState.token))
+    return {name: token for name, token in rows}
 
 
 @event.listens_for(Session, "after_flush")

@@ -32,12 +32,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     from . import auth, jobs
     from .api import bp as api_bp
+    from .escalation_pages import bp as board_bp
     from .pages import bp as pages_bp
 
     auth.init_app(app)
     jobs.init_app(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(pages_bp)
+    app.register_blueprint(board_bp)
     return app
 
 

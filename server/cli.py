@@ -117,6 +117,132 @@ def import_units(file: Path, dry_run: bool) -> None:
         sys.exit(1)
 
 
+@import_group.command("grids")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--crs", type=click.Choice(["wgs84", "gcj02", "bd09"]), default=None,
+              help="The file's coordinate system (default: what it declares, else WGS-84 for "
+                   "GeoJSON).")
+@click.option("--dry-run", is_flag=True, help="Check everything, change nothing.")
+@click.option("--strict", is_flag=True, help="Treat warnings (overlaps, gaps, outside a "
+              "boundary) as errors.")
+@click.option("--retire-missing", is_flag=True, help="Retire grids of the file's villages that "
+              "the file no longer lists.")
+@click.option("--overlap-tolerance", default=1.0, show_default=True, type=float,
+              help="Overlaps up to this many m² are not reported.")
+@click.option("--gap-tolerance", default=100.0, show_default=True, type=float,
+              help="Gaps (and reach past a boundary) up to this many m² are not reported.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@with_appcontext
+def import_grids_command(file: Path, crs: str | None, dry_run: bool, strict: bool,
+                         retire_missing: bool, overlap_tolerance: float, gap_tolerance: float,
+                         as_json: bool) -> None:
+    """Import grid polygons from GeoJSON or a zipped ESRI Shapefile (code, name, unit)."""
+    import json
+
+    from grids.importer import import_grids_file
+
+    click.echo(f"checking {file.name} …", err=True)
+    report = import_grids_file(file, crs=crs, dry_run=dry_run, strict=strict,
+                               retire_missing=retire_missing,
+                               overlap_tolerance_m2=overlap_tolerance,
+                               gap_tolerance_m2=gap_tolerance)
+    if report.applied:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
+        for problem in report.problems:
+            click.echo(str(problem), err=True)
+        click.echo(report.summary(dry_run))
+    if report.errors or (strict and report.warnings):
+        sys.exit(1)
+
+
+@import_group.command("boundaries")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--crs", type=click.Choice(["wgs84", "gcj02", "bd09"]), default=None)
+@click.option("--dry-run", is_flag=True, help="Check everything, change nothing.")
+@with_appcontext
+def import_boundaries_command(file: Path, crs: str | None, dry_run: bool) -> None:
+    """Import township and village boundaries (GeoJSON or zipped shapefile; property code)."""
+    from grids.importer import import_boundaries_file
+
+    report = import_boundaries_file(file, crs=crs, dry_run=dry_run)
+    if report.applied:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    for problem in report.problems:
+        click.echo(str(problem), err=True)
+    if report.errors:
+        click.echo(f"{len(report.errors)} errors; nothing was imported")
+        sys.exit(1)
+    verb = "would be set" if dry_run else "set"
+    click.echo(f"{report.features} boundaries: {len(report.created)} {verb}, "
+               f"{len(report.unchanged)} unchanged")
+
+
+@import_group.command("gazetteer")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check every row, change nothing.")
+@with_appcontext
+def import_gazetteer_command(file: Path, dry_run: bool) -> None:
+    """Import roads, communities and landmarks (CSV/Excel: name, unit, kind, aliases, lng, lat)."""
+    from grids.gazetteer import import_gazetteer_file
+
+    report = import_gazetteer_file(file, dry_run=dry_run)
+    for problem in report.problems:
+        click.echo(f"row {problem.row}: {problem.message}", err=True)
+    if report.problems or dry_run:
+        db.session.rollback()
+    else:
+        db.session.commit()
+    if report.problems:
+        click.echo(f"{len(report.problems)} problems; nothing was imported")
+        sys.exit(1)
+    verb = "would be added or updated" if dry_run else "added or updated"
+    click.echo(f"{report.created} entries {verb}, {report.unchanged} unchanged")
+
+
+@main.group("export")
+def export_group() -> None:
+    """Export reference data."""
+
+
+@export_group.command("grids")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
+@click.option("--unit", "unit_code", default=None, help="Only grids under this unit code.")
+@click.option("--crs", type=click.Choice(["wgs84", "gcj02", "bd09"]), default="wgs84",
+              show_default=True)
+@click.option("--include-retired", is_flag=True, help="Also retired grids (property active).")
+@with_appcontext
+def export_grids_command(file: Path, unit_code: str | None, crs: str,
+                         include_retired: bool) -> None:
+    """Write grids as GeoJSON to FILE ('-' for standard output); imports back unchanged."""
+    import json
+
+    from grids.export import export_grids
+    from hierarchy.models import Unit
+
+    unit = None
+    if unit_code:
+        unit = db.session.execute(
+            sa.select(Unit).where(Unit.code == unit_code)).scalar_one_or_none()
+        if unit is None:
+            raise click.ClickException(f"no unit {unit_code}")
+    collection = export_grids(unit, crs=crs, include_retired=include_retired)
+    text = json.dumps(collection, ensure_ascii=False)
+    if str(file) == "-":
+        click.echo(text)
+    else:
+        file.write_text(text, encoding="utf-8")
+        click.echo(f"{len(collection['features'])} grids written to {file}", err=True)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -86,44 +86,40 @@ MATRIX: list[tuple[str, str, dict[str, Any], str, frozenset[str]]] = [
 ]
 
 
-def _matrix_cases() -> list[Any]:
-    cases = []
-    for action, state, body, after, allowed in MATRIX:
-        for user in ALL_USERS:
-            expected = 200 if user in allowed else 403 if user in VILLAGE_VIEWERS else 404
-            cases.append(pytest.param(action, state, body, after, user, expected,
-                                      id=f"{action}-{user}-{expected}"))
-    return cases
-
-
-@pytest.mark.parametrize(("action", "state", "body", "after", "user", "expected"), _matrix_cases())
-def test_who_may_act(ticket_in, as_user, action, state, body, after, user, expected) -> None:
-    number = ticket_in(state)
+@pytest.mark.parametrize(("action", "state", "body", "after", "allowed"),
+                         [pytest.param(*case, id=case[0]) for case in MATRIX])
+def test_who_may_act(ticket_in, as_user, subtests, action, state, body, after, allowed) -> None:
+    """Each user of the world in turn; refusals share one ticket since they change nothing."""
     hotline = as_user("hotline")
-    before = snapshot(hotline, number)
-    resp = as_user(user).post(f"/tickets/{number}/{action}", body)
-    assert resp.status_code == expected, resp.get_json()
-    now = snapshot(hotline, number)
-    if expected == 200:
-        result = resp.get_json()
-        assert result["status"] == after
-        assert result["version"] == before["ticket"]["version"] + 1
-        assert now["events"] == [*before["events"], action.replace("-", "_")]
-        assert result["event"]["kind"] == action.replace("-", "_")
-        assert result["event"]["actor"] == user
-        assert now["ticket"]["version"] == result["version"]
-        return
-    error = resp.get_json()
-    assert error["code"] == ("forbidden" if expected == 403 else "ticket_not_found")
-    if expected == 404:
-        assert "current" not in error.get("details", {}), "a 404 must not disclose the ticket"
-    assert now == before, "a refused action changed the ticket"
+    refused_on = ticket_in(state)
+    for user in ALL_USERS:
+        expected = 200 if user in allowed else 403 if user in VILLAGE_VIEWERS else 404
+        with subtests.test(user=user, expected=expected):
+            number = ticket_in(state) if expected == 200 else refused_on
+            before = snapshot(hotline, number)
+            resp = as_user(user).post(f"/tickets/{number}/{action}", body)
+            assert resp.status_code == expected, resp.get_json()
+            now = snapshot(hotline, number)
+            if expected == 200:
+                result = resp.get_json()
+                assert result["status"] == after
+                assert result["version"] == before["ticket"]["version"] + 1
+                assert now["events"] == [*before["events"], action.replace("-", "_")]
+                assert result["event"]["kind"] == action.replace("-", "_")
+                assert result["event"]["actor"] == user
+                assert now["ticket"]["version"] == result["version"]
+                continue
+            error = resp.get_json()
+            assert error["code"] == ("forbidden" if expected == 403 else "ticket_not_found")
+            assert "current" not in error.get("details", {}), "a refusal must not send the ticket"
+            assert now == before, "a refused action changed the ticket"
 
 
 # ---------------------------------------------------------------- wrong state
 
 #: (action, body, states it does not apply to, who tries — someone allowed to in principle).
-#: A freshly accepted ticket sits at the province, so there the hotline is holder and reviewer.
+#: '*' is the holder: the hotline while a fresh ticket sits at the province, else the worker.
+#: At the province (the root) the hotline also reviews.
 WRONG_STATES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("dispatch", {"unit": "210102001"}, ("replied", "closed"), "hotline"),
     ("sign", {}, ("in_progress", "on_site", "replied", "closed"), "worker"),
@@ -143,33 +139,29 @@ WRONG_STATES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
 ]
 
 
-def _wrong_state_cases() -> list[Any]:
-    cases = []
-    for action, body, states, who in WRONG_STATES:
-        for state in states:
-            # '*': the holder — the hotline while the ticket is at the province, else the worker.
-            actor = who if who != "*" else ("hotline" if state == "accepted" else "worker")
-            if state == "accepted" and actor == "township":
-                actor = "hotline"  # the root unit reviews its own tickets
-            cases.append(pytest.param(action, body, state, actor, id=f"{action}-{state}"))
-    return cases
-
-
-@pytest.mark.parametrize(("action", "body", "state", "actor"), _wrong_state_cases())
-def test_wrong_state(ticket_in, as_user, action, body, state, actor) -> None:
-    number = ticket_in(state)
+@pytest.mark.parametrize(("action", "body", "states", "who"),
+                         [pytest.param(*case, id=case[0]) for case in WRONG_STATES])
+def test_wrong_state(ticket_in, as_user, subtests, action, body, states, who) -> None:
     hotline = as_user("hotline")
-    before = snapshot(hotline, number)
-    resp = as_user(actor).post(f"/tickets/{number}/{action}", body)
-    error = resp.get_json()
-    assert resp.status_code == 409, error
-    assert error["code"] == "wrong_state"
-    assert error["details"]["status"] == state
-    current = error["details"]["current"]
-    assert current["number"] == number
-    assert current["status"] == state
-    assert current["version"] == before["ticket"]["version"]
-    assert snapshot(hotline, number) == before
+    for state in states:
+        actor = who
+        if state == "accepted" and who in ("*", "township"):
+            actor = "hotline"
+        elif who == "*":
+            actor = "worker"
+        with subtests.test(state=state, actor=actor):
+            number = ticket_in(state)
+            before = snapshot(hotline, number)
+            resp = as_user(actor).post(f"/tickets/{number}/{action}", body)
+            error = resp.get_json()
+            assert resp.status_code == 409, error
+            assert error["code"] == "wrong_state"
+            assert error["details"]["status"] == state
+            current = error["details"]["current"]
+            assert current["number"] == number
+            assert current["status"] == state
+            assert current["version"] == before["ticket"]["version"]
+            assert snapshot(hotline, number) == before
 
 
 # ---------------------------------------------------------------- each action's effect
@@ -234,10 +226,12 @@ def test_dispatch_to_grid_gives_its_on_duty_worker(as_user, accept) -> None:
 
 
 def test_dispatch_to_worker(as_user, accept) -> None:
-    number = accept()["number"]
+    accepted = accept()
+    number = accepted["number"]
     _act(as_user("hotline"), number, "dispatch", {"unit": "210102001"})
     t = _act(as_user("township"), number, "dispatch", {"worker": "worker2"})
-    assert t["assignee"] == "worker2" and t["unit"] == "210102001002" and t["grid"] is None
+    assert t["assignee"] == "worker2" and t["unit"] == "210102001002"
+    assert t["grid"] == accepted["grid"], "the grid is where the problem is; a person moves it not"
     assert t["event"]["data"]["worker"] == "worker2"
 
 
@@ -280,7 +274,7 @@ def test_sign(as_user, walk) -> None:
     t = _act(as_user("worker"), number, "sign")
     assert t["status"] == "in_progress" and t["signed_at"] and t["assignee"] == "worker"
     assert t["response_state"] is None
-    assert t["event"]["data"] == {"late": False}
+    assert t["event"]["data"]["late"] is False
 
 
 def test_return_goes_back_to_the_dispatching_unit(as_user, walk) -> None:
@@ -392,7 +386,7 @@ def test_approve(as_user, walk) -> None:
     number = walk("replied")
     t = _act(as_user("township"), number, "approve")
     assert t["status"] == "closed" and t["closed_at"]
-    assert t["handling_state"] is None and t["event"]["data"] == {"late": False}
+    assert t["handling_state"] is None and t["event"]["data"]["late"] is False
 
 
 def test_reject(as_user, walk) -> None:
@@ -414,7 +408,7 @@ def test_request_extension(as_user, walk) -> None:
     number = walk("in_progress")
     t = _act(as_user("worker"), number, "request-extension", EXTENSION)
     assert t["extension"] == {"pending_days": 3, "reason": EXTENSION["reason"], "granted": 0}
-    assert t["event"]["data"] == EXTENSION
+    assert EXTENSION.items() <= t["event"]["data"].items()
 
 
 def test_extension_pending_twice(as_user, ticket_in) -> None:
@@ -452,7 +446,8 @@ def test_decide_extension_refuse(as_user, ticket_in) -> None:
     t = _act(as_user("township"), number, "decide-extension", {"approve": False})
     assert t["handling_due"] == old
     assert t["extension"] == {"pending_days": None, "reason": None, "granted": 0}
-    assert t["event"]["data"] == {"approve": False, "requested": 3}
+    assert {"approve": False, "requested": 3}.items() <= t["event"]["data"].items()
+    assert "days" not in t["event"]["data"]
     # and the worker may ask again
     _act(as_user("worker"), number, "request-extension", EXTENSION)
 
@@ -478,7 +473,8 @@ def test_urge(as_user, walk) -> None:
     number = walk("in_progress")
     t = _act(as_user("county"), number, "urge", {"note": "今天下班前处理完"})
     assert t["urge_count"] == 1 and t["status"] == "in_progress"
-    assert t["event"]["data"] == {"note": "今天下班前处理完", "count": 1, "assignee": "worker"}
+    assert {"note": "今天下班前处理完", "count": 1, "assignee": "worker"}.items() \
+        <= t["event"]["data"].items()
     t = _act(as_user("township"), number, "urge", {"note": "再催一次"})
     assert t["urge_count"] == 2
 

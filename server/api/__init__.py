@@ -22,6 +22,20 @@ HTTP_CODES = {
 }
 
 
+#: Endpoints anyone may call; every other route under /api/v1 needs an actor. Logging out
+#: is idempotent: a phone whose session already expired gets no error for a no-op.
+PUBLIC_ENDPOINTS = frozenset({"api.login", "api.logout", "api.health", "api.openapi"})
+
+
+@bp.before_request
+def _require_actor() -> None:
+    """Protected by default: 401 before a route parses, reads or reveals anything."""
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        from server.auth import current_actor
+
+        current_actor()
+
+
 @bp.errorhandler(YihaoError)
 def _yihao_error(exc: YihaoError):  # type: ignore[no-untyped-def]
     db.session.rollback()
@@ -58,4 +72,4 @@ def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
     return "服务器内部错误 / Internal server error", 500
 
 
-from . import meta, photos, reference, tickets  # noqa: E402,F401
+from . import escalations, meta, photos, reference, tickets  # noqa: E402,F401

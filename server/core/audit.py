@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,7 +66,7 @@ class EventHead(db.Model):
     hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
 
 
-def _canonical(event: Event) -> bytes:
+def _canonical(event: Event | sa.Row[Any]) -> bytes:
     body = {
         "stream": event.stream,
         "seq": event.seq,
@@ -80,7 +81,7 @@ def _canonical(event: Event) -> bytes:
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def compute_hash(event: Event) -> str:
+def compute_hash(event: Event | sa.Row[Any]) -> str:
     if not _audit_key:
         raise RuntimeError("audit key not configured (server.core.audit.configure)")
     return hmac.new(_audit_key, _canonical(event), hashlib.sha256).hexdigest()
@@ -138,21 +139,51 @@ class BrokenLink:
         return f"stream {self.stream} seq {self.seq} ({where}): {self.reason}"
 
 
+@contextmanager
+def _snapshot() -> Iterator[sa.Connection]:
+    """A connection whose reads all see one moment, whatever commits meanwhile.
+
+    Heads and events are read by separate statements; without one snapshot an event
+    committed between the two reads looks like a chain that outgrew its head, and
+    ``audit-verify`` cries tampering on a live system. PostgreSQL: REPEATABLE READ.
+    SQLite: one explicit read transaction (pysqlite opens none for SELECTs).
+    """
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.exec_driver_sql("ROLLBACK")
+    else:
+        with db.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, \
+                conn.begin() as transaction:
+            yield conn
+            transaction.rollback()
+
+
 def verify_chain(batch: int = 5000) -> Iterator[BrokenLink]:
     """Walk every stream in order and yield each broken link (the first one first).
 
     Catches an altered row (hash mismatch), a removed one (gap in ``seq`` or a missing
-    newest event), and reordered ones (``prev_hash`` no longer links).
+    newest event), and reordered ones (``prev_hash`` no longer links). Reads committed
+    data only, all of it as of one moment.
     """
-    heads = {h.stream: (h.seq, h.hash)
-             for h in db.session.execute(sa.select(EventHead)).scalars()}
+    with _snapshot() as conn:
+        yield from _verify(conn, batch)
+
+
+def _verify(conn: sa.Connection, batch: int) -> Iterator[BrokenLink]:
+    head_table, event_table = EventHead.__table__, Event.__table__
+    heads = {h.stream: (h.seq, h.hash) for h in conn.execute(sa.select(head_table))}
     seen: set[str] = set()
     stream: str | None = None
     expected_seq = 1
     prev = GENESIS
-    rows = db.session.execute(
-        sa.select(Event).order_by(Event.stream, Event.seq).execution_options(yield_per=batch)
-    ).scalars()
+    rows = conn.execute(
+        sa.select(event_table).order_by(event_table.c.stream, event_table.c.seq)
+        .execution_options(yield_per=batch)
+    )
 
     def close_stream(name: str, last_seq: int, last_hash: str) -> Iterator[BrokenLink]:
         head = heads.get(name)
@@ -178,7 +209,8 @@ def verify_chain(batch: int = 5000) -> Iterator[BrokenLink]:
             yield BrokenLink(stream, event.seq, event.id,
                              "prev_hash does not link to the previous event: reordered or replaced")
         elif compute_hash(event) != event.hash:
-            yield BrokenLink(stream, event.seq, event.id, "content does not match its hash: altered")
+            yield BrokenLink(stream, event.seq, event.id,
+                             "content does not match its hash: altered")
         expected_seq = event.seq + 1
         prev = event.hash
     if stream is not None:

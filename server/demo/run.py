@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,12 @@ CURL_BODY = {
 }
 
 
+def _pad(text: str, width: int) -> str:
+    """Left-justify for a terminal, where a Chinese character takes two columns."""
+    used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(1, width - used)
+
+
 def print_logins(info: dict[str, Any], base_url: str) -> None:
     line = "─" * 72
     click.echo(line)
@@ -112,7 +119,7 @@ def print_logins(info: dict[str, Any], base_url: str) -> None:
     click.echo(f"共用演示密码 shared demo password:  {info['password']}")
     click.echo(line)
     for label, username, unit in info["logins"]:
-        click.echo(f"  {label:<24} {username:<22} {unit}")
+        click.echo(f"  {_pad(label, 26)}{_pad(username, 22)}{unit}")
     click.echo("  every demo unit also has u-<unit code>, every grid w-<grid code>")
     click.echo(line)
     click.echo(f"12345 热线系统令牌 hotline API token:  {info['token']}")
@@ -132,8 +139,16 @@ def _worker_env(app: Flask, redis_url: str) -> dict[str, str]:
             "DATABASE_URL": str(app.config["SQLALCHEMY_DATABASE_URI"]), "REDIS_URL": redis_url}
 
 
+def background_commands() -> list[str]:
+    """The RQ worker, and the periodic-job scheduler where this version has one."""
+    from server.cli import main
+
+    return [name for name in ("worker", "scheduler") if name in main.commands]
+
+
 def serve_demo(app: Flask, host: str, port: int) -> None:
-    """Redis (embedded unless ``REDIS_URL`` is set), an RQ worker, then gunicorn until stopped."""
+    """Redis (embedded unless ``REDIS_URL`` is set), an RQ worker (and the scheduler), then
+    gunicorn until stopped; the helpers stop with it."""
     from server import embedded_redis
     from server.wsgi_server import run_gunicorn
 
@@ -144,17 +159,21 @@ def serve_demo(app: Flask, host: str, port: int) -> None:
         started_redis = not embedded_redis.is_running(home)
         redis_url = embedded_redis.ensure_running(home)
         app.config["YIHAO_REDIS_URL"] = redis_url
-    worker = subprocess.Popen([sys.executable, "-m", "server", "worker"],
-                              env=_worker_env(app, redis_url))
-    click.echo(f"RQ worker pid {worker.pid}; Redis {redis_url}")
+    env = _worker_env(app, redis_url)
+    helpers: list[subprocess.Popen[bytes]] = []
     try:
+        for command in background_commands():
+            helpers.append(subprocess.Popen([sys.executable, "-m", "server", command], env=env))
+            click.echo(f"{command} pid {helpers[-1].pid} (Redis {redis_url})")
         run_gunicorn(app, host, port, int(os.environ.get("YIHAO_WEB_WORKERS", "3")))
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        for helper in helpers:
+            helper.terminate()
+        for helper in helpers:
+            try:
+                helper.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait()
         if started_redis:
             embedded_redis.stop(home)

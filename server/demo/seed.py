@@ -229,7 +229,8 @@ def seed_grids(villages: Sequence[DemoVillage], units: dict[str, Unit],
 
 
 #: Scenario name → (weight, open?, steps). ``route`` takes a ticket from the province down
-#: to the village's township (through the city for some); the rest are single actions.
+#: to the village's township — through the county, sometimes the city too, sometimes
+#: straight to the township; the other steps are one action each (see ``Player.step``).
 ROUTE = "route"
 GRID_PATH = (ROUTE, "to_grid", "sign", "check_in", "reply")
 SCENARIOS: dict[str, tuple[int, bool, tuple[str, ...]]] = {
@@ -379,8 +380,10 @@ class Player:
         self.village = plan.village
         self.county = self.village.code[:6]
         self.city = self.village.code[:4] + "00"
-        # Anshan's tickets go through its city platform; Shenyang's sometimes.
-        self.via_city = self.city != "210100" or self.rng.random() < 0.4
+        # Most tickets go from the province to the county; some through the city platform
+        # (Anshan's more often), some straight to the township the location matched.
+        self.via_city = self.rng.random() < (0.15 if self.city == "210100" else 0.5)
+        self.direct = not self.via_city and self.rng.random() < 0.3
         self.grid = self.rng.choice(cast.grids[self.village.code])
         rural = self.village.rural
         place_spot = texts.spot(self.rng, rural)
@@ -469,7 +472,7 @@ class Player:
             if step in (ROUTE, "to_county") and self.via_city:
                 out.append("to_city")
             if step == ROUTE:
-                out += ["to_county", "to_township"]
+                out += ["to_township"] if self.direct else ["to_county", "to_township"]
             else:
                 out.append(step)
         return out
@@ -483,7 +486,7 @@ class Player:
         elif name == "to_county":
             self.dispatch(ticket.unit.code, at, unit=self.county)
         elif name == "to_township":
-            self.dispatch(self.county, at, unit=township)
+            self.dispatch(ticket.unit.code, at, unit=township)
         elif name == "to_wrong_township":
             others = sorted({v.township for v in self.cast.villages
                              if v.code.startswith(self.county)} - {township})

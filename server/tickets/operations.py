@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from escalation import ladder
+from escalation.clocks import TicketFacts, on_ticket_event
 from escalation.deadlines import extend, initial_deadlines, response_due
 from grids.crs import haversine_m, to_wgs84
 from grids.matching import match_location
@@ -106,6 +108,7 @@ def _record(checked: Checked, kind: str, data: dict[str, Any]) -> Event:
     ticket = checked.ticket
     assert ticket is not None
     now = checked.now()
+    _sync_clocks(ticket, kind, now, data)
     event = append_event(
         ticket.stream, kind, actor=checked.actor, data=data, ticket_id=ticket.id, at=now,
         head_locked=True,
@@ -269,7 +272,12 @@ def do_dispatch(checked: Checked) -> Event:
     previous = {"unit": ticket.unit.code, "assignee": getattr(ticket.assignee, "username", None),
                 "status": str(ticket.status)}
     now = checked.now()
-    ticket.dispatched_by_unit = actor.unit if actor.unit_id != unit.id else ticket.unit
+    if actor.unit_id != unit.id:
+        ticket.dispatched_by_unit = actor.unit
+    else:
+        # Within one's own unit: a worker's return comes back to this desk; a ticket taken
+        # to one's own desk is returned to the unit above, never back down.
+        ticket.dispatched_by_unit = unit if worker is not None else unit.parent
     ticket.unit = unit
     if grid is not None:
         ticket.grid = grid
@@ -603,3 +611,50 @@ def find_action(name: str) -> Action:
         return ACTIONS[name]
     except KeyError:
         raise NotFound(f"no action {name!r}", code="unknown_action") from None
+
+
+# ---------------------------------------------------------------- deadlines and escalation
+
+
+def _clock_facts(ticket: Ticket) -> TicketFacts:
+    """The ticket as plain values for the escalation clocks (which never see the model)."""
+    unit = ticket.unit
+    where = ticket.grid.unit if ticket.grid is not None else unit
+    return TicketFacts(
+        ticket_id=ticket.id, ticket_type=str(ticket.type), urgency=str(ticket.urgency),
+        category_code=ticket.category_code, unit_id=unit.id, unit_path=unit.path,
+        unit_level=str(unit.level), scope_path=where.path, assignee_id=ticket.assignee_id,
+        assignee_is_worker=ticket.assignee is not None
+        and ticket.assignee.role == Role.grid_worker,
+        status=str(ticket.status), cycle=ticket.reopen_count,
+    )
+
+
+def _sync_clocks(ticket: Ticket, kind: str, now: datetime, data: dict[str, Any]) -> None:
+    """Keep the clocks in step with the action (under the ticket lock), the ticket's shown
+    deadlines in step with the clocks, and say in the event which deadlines were met."""
+    sync = on_ticket_event(_clock_facts(ticket), kind, now, data)
+    for name, value in sync.fields.items():
+        setattr(ticket, name, value)
+    data.update(sync.event_data)
+
+
+def check_escalate(ticket: Ticket, clock_id: int, now: datetime) -> Checked | None:
+    """A system action: the rung of this clock due at ``now``, or None when nothing is due
+    (already fired, stopped, moved). The caller holds the ticket row lock."""
+    plan = ladder.plan(ticket.id, ticket.number or "", clock_id, now)
+    if plan is None:
+        return None
+    return Checked("escalate", None, ticket, plan, at=now)  # type: ignore[arg-type]
+
+
+def do_escalate(checked: Checked) -> Event | None:
+    """Fire the rung exactly once: the ``fired`` row, the ticket event, the board item and
+    the notices, all in the caller's transaction. None when another worker already fired it."""
+    plan: ladder.Plan = checked.body
+    if not ladder.claim(plan):
+        ladder.advance(plan)
+        return None
+    event = _record(checked, "escalate", plan.event_data())
+    ladder.apply(plan, event.id)
+    return event

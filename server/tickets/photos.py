@@ -116,16 +116,18 @@ def store(root: Path, key: str, data: bytes) -> None:
     path = root / key
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        tmp = path.with_suffix(path.suffix + ".part")
+        # A temporary name of its own: two uploads of the same bytes must not share one.
+        tmp = path.with_suffix(f"{path.suffix}.{uuid.uuid4().hex}.part")
         tmp.write_bytes(data)
         tmp.replace(path)
     thumb = thumb_path(root, key)
     if not thumb.exists():
+        thumb.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(io.BytesIO(data)) as img:
             img.draft("RGB", (THUMB_EDGE * 2, THUMB_EDGE * 2))  # JPEG: decode small, save memory
             small = ImageOps.exif_transpose(img).convert("RGB")
             small.thumbnail((THUMB_EDGE, THUMB_EDGE))
-            tmp = thumb.with_suffix(".part")
+            tmp = thumb.with_suffix(f".{uuid.uuid4().hex}.part")
             small.save(tmp, "JPEG", quality=80)
             tmp.replace(thumb)
 

@@ -87,7 +87,8 @@ def upgrade():
     sa.Column('geom_hash', sa.String(length=64), nullable=False),
     sa.Column('source', sa.String(length=200), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_unit_boundaries_unit_id_units')),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'],
+                            name=op.f('fk_unit_boundaries_unit_id_units')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_unit_boundaries')),
     sa.UniqueConstraint('unit_id', name=op.f('uq_unit_boundaries_unit_id'))
     )

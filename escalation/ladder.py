@@ -1,0 +1,197 @@
+"""The escalation ladder, one rung of one clock at a time.
+
+Rung 0 is the due-soon reminder to the holder (sent in bulk by :mod:`escalation.scan`).
+Rung 1 is the deadline: the breach is recorded, the holder told, and the ticket raised to the
+unit above — for a ticket held by a person, that person's own unit; else the holding unit's
+parent. Each further rung, one "repeat" period later, raises it one unit higher, up to the
+county (or the city where the rule says so). Each rung ≥ 1 is an event on the ticket — so it
+runs under the ticket row lock, as ``server.tickets.operations.check_escalate`` /
+``do_escalate`` — and an item on the board of the unit it reached.
+
+Exactly once: :func:`claim` inserts the rung's row into ``fired`` (unique on ticket, clock,
+cycle, rung and deadline) in the same transaction as the event and the board item; a second
+worker, a second scheduler or a re-run after a crash finds the row and does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hierarchy.models import Unit
+from server.core.db import db
+
+from . import calendar as cal_mod
+from . import notify
+from . import rules as rules_mod
+from .models import CLOCK_LABELS, Clock, ClockKind, Escalation, Fired
+from .rules import LEVELS, Rule
+
+
+@dataclass(frozen=True)
+class Target:
+    unit_id: int
+    code: str
+    name: str
+    level: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One rung about to fire: what the ticket event and the board item will say."""
+
+    clock_id: int
+    ticket_id: int
+    number: str
+    kind: str
+    cycle: int
+    rung: int
+    deadline: datetime
+    rule_code: str | None
+    holder_unit_id: int
+    holder_assignee_id: int | None
+    urgent: bool
+    target: Target | None
+    next_at: datetime | None
+    now: datetime
+
+    def event_data(self) -> dict[str, Any]:
+        return {
+            "clock": self.kind, "cycle": self.cycle, "rung": self.rung,
+            "deadline": self.deadline.isoformat(),
+            "overdue_minutes": max(0, int((self.now - self.deadline).total_seconds() // 60)),
+            "to": self.target.code if self.target else None,
+            "level": self.target.level if self.target else None,
+            "rule": self.rule_code,
+            "next_at": self.next_at.isoformat() if self.next_at else None,
+        }
+
+
+def ladder_for(clock: Clock, rule: Rule) -> list[Target]:
+    """The units a clock climbs to, in order, up to the rule's top level."""
+    if rule.top_level is None:
+        return []
+    ids = [int(p) for p in clock.unit_path.strip("/").split("/") if p]
+    chain = list(reversed(ids if clock.assignee_id is not None else ids[:-1]))
+    if not chain:
+        chain = ids[-1:]  # the root holds it: its own board
+    units = {u.id: u for u in db.session.execute(
+        sa.select(Unit).where(Unit.id.in_(chain))).scalars()}
+    top = LEVELS.index(rule.top_level)
+    ladder: list[Target] = []
+    for unit_id in chain:
+        unit = units.get(unit_id)
+        if unit is None:
+            continue
+        depth = LEVELS.index(unit.level) if unit.level in LEVELS else 0
+        if ladder and depth < top:
+            break
+        ladder.append(Target(unit.id, unit.code, unit.name, str(unit.level)))
+        if depth <= top:
+            break
+    return ladder
+
+
+def plan(ticket_id: int, number: str, clock_id: int, now: datetime) -> Plan | None:
+    """The rung of this clock due at ``now``, or None (stopped, moved, or not yet due).
+
+    The caller holds the ticket row lock, which every writer of the ticket's clocks takes.
+    """
+    clock = db.session.execute(
+        sa.select(Clock).where(Clock.id == clock_id, Clock.ticket_id == ticket_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if clock is None or clock.stopped_at is not None or clock.next_fire_at is None:
+        return None
+    if clock.next_fire_at > now or clock.due_at is None:
+        return None
+    rule = rules_mod.current().by_code(clock.rule_code)
+    if rule is None or not rule.enabled:
+        clock.next_fire_at = None  # the rule went away: its alerts stop
+        return None
+    rung = clock.step
+    if rung == 0:
+        if clock.due_at > now:
+            return None  # a due-soon reminder: sent in bulk by the scan
+        rung = 1  # the deadline passed before the reminder went: straight to overdue
+    calendar = cal_mod.current()
+    ladder = ladder_for(clock, rule)
+    if rung > 1 and rung - 1 >= len(ladder):
+        clock.next_fire_at = None  # top of the ladder reached
+        return None
+    target = ladder[rung - 1] if rung - 1 < len(ladder) else None
+    next_at = rule.rung_at(clock.due_at, rung + 1, calendar) if rung < len(ladder) else None
+    return Plan(
+        clock_id=clock.id, ticket_id=ticket_id, number=number, kind=clock.kind,
+        cycle=clock.cycle, rung=rung, deadline=clock.due_at, rule_code=clock.rule_code,
+        holder_unit_id=clock.unit_id, holder_assignee_id=clock.assignee_id,
+        urgent=clock.urgency == "emergency", target=target, next_at=next_at, now=now,
+    )
+
+
+def fired_insert() -> Any:
+    dialect = db.engine.dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Fired)
+    return insert.on_conflict_do_nothing(
+        index_elements=["ticket_id", "clock", "cycle", "rung", "deadline"])
+
+
+def claim(p: Plan) -> bool:
+    """Record that this rung fired; False when it already had (then nothing must be sent)."""
+    inserted = db.session.execute(fired_insert().returning(Fired.id), {
+        "ticket_id": p.ticket_id, "clock": p.kind, "cycle": p.cycle, "rung": p.rung,
+        "deadline": p.deadline, "fired_at": p.now,
+    }).first()
+    return inserted is not None
+
+
+def advance(p: Plan) -> Clock:
+    """Move the clock past the rung (whether or not this worker was the one to fire it)."""
+    clock = db.session.get(Clock, p.clock_id)
+    assert clock is not None
+    clock.step = p.rung + 1
+    clock.next_fire_at = p.next_at
+    if clock.breached_at is None:
+        clock.breached_at = p.deadline
+    return clock
+
+
+def apply(p: Plan, event_id: int | None) -> Escalation | None:
+    """The rung's effects, after :func:`claim` succeeded and the ticket event was appended."""
+    advance(p)
+    label = CLOCK_LABELS.get(ClockKind(p.kind), p.kind)
+    calendar = cal_mod.current()
+    data = {"number": p.number, "clock": p.kind, "rung": p.rung,
+            "deadline": p.deadline.isoformat()}
+    if p.rung == 1:
+        holders = ([p.holder_assignee_id] if p.holder_assignee_id is not None
+                   else notify.staff_of([p.holder_unit_id], notify.HANDLING)[p.holder_unit_id])
+        notify.notify(holders, kind="overdue", at=p.now, ticket_id=p.ticket_id,
+                      title=f"工单{p.number}{label}已超时", body="请尽快办理。", data=data,
+                      urgent=p.urgent, calendar=calendar)
+    if p.target is None:
+        return None
+    db.session.execute(
+        sa.update(Escalation)
+        .where(Escalation.clock_id == p.clock_id, Escalation.resolved_at.is_(None))
+        .values(resolved_at=p.now, resolution="escalated_further")
+    )
+    item = Escalation(
+        ticket_id=p.ticket_id, clock_id=p.clock_id, clock=p.kind, cycle=p.cycle, rung=p.rung,
+        deadline=p.deadline, rule_code=p.rule_code, unit_id=p.target.unit_id,
+        level=p.target.level, from_unit_id=p.holder_unit_id, event_id=event_id,
+        escalated_at=p.now, urge_count=0,
+    )
+    db.session.add(item)
+    db.session.flush()
+    supervisors = notify.staff_of([p.target.unit_id], notify.STEERING)[p.target.unit_id]
+    notify.notify(supervisors, kind="escalated", at=p.now, ticket_id=p.ticket_id,
+                  escalation_id=item.id,
+                  title=f"工单{p.number}{label}超时，已升级至{p.target.name}",
+                  body="请督办。", data={**data, "escalation": item.id, "to": p.target.code},
+                  urgent=p.urgent, calendar=calendar)
+    return item

@@ -1,0 +1,223 @@
+"""Notifications through one channel interface.
+
+Every notice is first a row in ``notifications`` — the in-app inbox the PWA reads. Outbound
+channels (an SMS gateway behind an outbound webhook now; Web Push once the PWA registers its
+channel) then send **one digest per person per flush** for that person's rows not yet
+dispatched: a worker with twenty due tickets gets one message, not twenty.
+
+Reminders wait for the recipient's working hours (08:30–17:30 on a working day, Shanghai),
+except for life-and-safety (emergency) tickets, which go at once.
+
+Exactly once: a row is marked ``dispatched_at`` in the same transaction as the outbox message
+its channel queues, and rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hierarchy.models import Role, User
+from server.core.aftercommit import on_commit
+from server.core.db import db
+from server.core.outbox import queue_message
+
+from . import calendar as cal_mod
+from .models import Notification
+
+log = logging.getLogger(__name__)
+
+STEERING = (Role.contact, Role.station, Role.supervisor, Role.platform)
+HANDLING = STEERING
+SMS_TOPIC = "notify.sms"
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What a channel sends to one person: their pending notices, summed up."""
+
+    user: User
+    items: Sequence[Notification]
+
+    @property
+    def text(self) -> str:
+        if len(self.items) == 1:
+            only = self.items[0]
+            return f"【一号】{only.title}" + (f"：{only.body}" if only.body else "")
+        kinds: dict[str, int] = {}
+        for item in self.items:
+            kinds[item.kind] = kinds.get(item.kind, 0) + 1
+        parts = [f"{KIND_LABELS.get(k, k)}{n}件" for k, n in sorted(kinds.items())]
+        return f"【一号】您有{len(self.items)}条工单提醒（{'，'.join(parts)}），请登录查看。"
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "user": self.user.username,
+            "text": self.text,
+            "count": len(self.items),
+            "items": [{"id": n.id, "kind": n.kind, "title": n.title,
+                       "ticket": n.data.get("number")} for n in self.items],
+        }
+
+
+KIND_LABELS = {"due_soon": "即将超时", "overdue": "已超时", "escalated": "升级督办",
+               "calendar_missing": "日历缺失"}
+
+
+class Channel(Protocol):
+    """An outbound channel. ``send`` runs inside the flush transaction and must only queue
+    (an outbox message, a job after commit), never call out directly."""
+
+    name: str
+
+    def send(self, digest: Digest) -> None: ...
+
+
+class SmsWebhookChannel:
+    """SMS through a gateway that receives outbound webhooks on topic ``notify.sms``."""
+
+    name = "sms"
+
+    def send(self, digest: Digest) -> None:
+        phone = digest.user.phone
+        if not phone:
+            return
+        queue_message(SMS_TOPIC, {**digest.payload(), "phone": phone})
+
+
+CHANNELS: list[Channel] = [SmsWebhookChannel()]
+
+
+def register_channel(channel: Channel) -> None:
+    """Add an outbound channel (the PWA registers Web Push here)."""
+    if all(c.name != channel.name for c in CHANNELS):
+        CHANNELS.append(channel)
+
+
+# ---------------------------------------------------------------- creating notices
+
+
+def deliver_after(at: datetime, urgent: bool,
+                  calendar: cal_mod.WorkCalendar | None = None) -> datetime:
+    """When a notice created at ``at`` may go out: at once for life-and-safety, else at the
+    start of the next working hours."""
+    if urgent:
+        return at
+    return (calendar or cal_mod.current()).work_hours_start(at)[0]
+
+
+def _insert(rows: list[dict[str, Any]], *, ignore_duplicates: bool = False) -> None:
+    if not rows:
+        return
+    if ignore_duplicates:
+        dialect = db.engine.dialect.name
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Notification)
+        db.session.execute(insert.on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
+    else:
+        db.session.execute(sa.insert(Notification), rows)
+
+
+def notice_rows(user_ids: Iterable[int], *, kind: str, at: datetime, title: str, body: str = "",
+                ticket_id: int | None = None, escalation_id: int | None = None,
+                data: dict[str, Any] | None = None, urgent: bool = False,
+                calendar: cal_mod.WorkCalendar | None = None) -> list[dict[str, Any]]:
+    when = deliver_after(at, urgent, calendar)
+    return [
+        {"user_id": uid, "kind": kind, "ticket_id": ticket_id, "escalation_id": escalation_id,
+         "title": title[:200], "body": body[:500], "data": data or {}, "urgent": urgent,
+         "created_at": at, "deliver_after": when, "dispatched_at": None, "read_at": None,
+         "dedupe_key": None}
+        for uid in dict.fromkeys(user_ids)
+    ]
+
+
+def notify(user_ids: Iterable[int], **kwargs: Any) -> None:
+    """Add in-app notices (one per user) in the caller's transaction."""
+    _insert(notice_rows(user_ids, **kwargs))
+
+
+def staff_of(unit_ids: Iterable[int], roles: Sequence[Role] = STEERING) -> dict[int, list[int]]:
+    """{unit id: [active user ids with one of ``roles``]} in one query."""
+    ids = list(dict.fromkeys(unit_ids))
+    if not ids:
+        return {}
+    out: dict[int, list[int]] = {u: [] for u in ids}
+    rows = db.session.execute(
+        sa.select(User.unit_id, User.id).where(
+            User.unit_id.in_(ids), User.role.in_([str(r) for r in roles]),
+            User.active.is_(True), User.is_system.is_(False))
+        .order_by(User.id)
+    ).all()
+    for unit_id, user_id in rows:
+        out[unit_id].append(user_id)
+    return out
+
+
+#: Years each database's administrators were already told about (after commit only).
+_alerted: weakref.WeakKeyDictionary[object, set[int]] = weakref.WeakKeyDictionary()
+
+
+def alert_missing_years(years: Sequence[int], at: datetime) -> None:
+    """Tell every administrator, once per year, that deadlines reach into a year whose
+    holidays nobody has entered (they are provisional until someone does)."""
+    engine = db.engine
+    done = _alerted.setdefault(engine, set())
+    todo = [y for y in years if y not in done]
+    if not todo:
+        return
+    admins = db.session.execute(
+        sa.select(User.id).where(User.role == Role.admin, User.active.is_(True))
+    ).scalars().all()
+    rows = []
+    for year in todo:
+        for uid in admins:
+            rows += [{**r, "dedupe_key": f"calendar-missing:{year}:{uid}"} for r in notice_rows(
+                [uid], kind="calendar_missing", at=at, urgent=True,
+                title=f"{year}年节假日安排尚未录入",
+                body=f"部分时限计入了{year}年，暂按周末计算（临时时限）；录入该年节假日后将自动重算。",
+                data={"year": year})]
+    _insert(rows, ignore_duplicates=True)
+    on_commit(lambda: done.update(todo))
+
+
+# ---------------------------------------------------------------- flushing
+
+
+def flush(now: datetime, limit: int = 5000) -> int:
+    """Send each person one digest of their pending notices through every outbound channel,
+    and mark them dispatched — in the caller's transaction. Returns the number of digests."""
+    query = (
+        sa.select(Notification)
+        .where(Notification.dispatched_at.is_(None), Notification.deliver_after <= now)
+        .order_by(Notification.user_id, Notification.id)
+        .limit(limit)
+    )
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    pending = db.session.execute(query).scalars().all()
+    if not pending:
+        return 0
+    by_user: dict[int, list[Notification]] = {}
+    for note in pending:
+        by_user.setdefault(note.user_id, []).append(note)
+    users = {u.id: u for u in db.session.execute(
+        sa.select(User).where(User.id.in_(list(by_user)))).scalars()}
+    for user_id, items in by_user.items():
+        user = users.get(user_id)
+        if user is None or not user.active:
+            continue
+        digest = Digest(user, items)
+        for channel in CHANNELS:
+            channel.send(digest)
+    db.session.execute(
+        sa.update(Notification).where(Notification.id.in_([n.id for n in pending]))
+        .values(dispatched_at=now)
+    )
+    return len(by_user)

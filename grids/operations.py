@@ -1,0 +1,194 @@
+"""Every change to grids, unit boundaries and the gazetteer.
+
+Like the other domains' operations these never commit: the CLI command, importer or route that
+calls them commits once. Each appends its audit event unless the caller records the whole
+batch itself (``audit=False``; the importers append one event per file, naming every grid it
+touched, rather than ten thousand).
+
+Redrawing never overwrites: the current :class:`GridVersion` is closed (``valid_to``) and a new
+one opened, so a ticket matched last year can still be shown against the polygon it was
+matched to, and keeps its ``grid_id``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from shapely.geometry.base import BaseGeometry
+
+from hierarchy.models import Level, Unit, User
+from server.core.audit import append_event
+from server.core.db import db, utcnow
+from server.core.errors import Conflict, InvalidInput
+
+from .crs import area_m2, check_lnglat
+from .geometry import bbox_columns, geometry_hash, normalise
+from .models import GazetteerEntry, Grid, GridVersion, UnitBoundary
+
+GAZETTEER_KINDS = ("road", "community", "building", "landmark", "other")
+
+
+def _apply_drawing(grid: Grid, geom: BaseGeometry, geom_hash: str) -> None:
+    grid.geom = geom
+    grid.geom_hash = geom_hash
+    for key, value in bbox_columns(geom).items():
+        setattr(grid, key, value)
+
+
+def check_grid_unit(unit: Unit) -> None:
+    if Level(unit.level) is not Level.village:
+        raise InvalidInput(f"{unit.name} ({unit.code}) is a {unit.level}; a grid belongs to a "
+                           "village or community", code="not_a_village")
+
+
+def do_create_grid(actor: User | None, *, code: str, name: str, unit: Unit,
+                   geom: BaseGeometry | None, source: str = "", at: datetime | None = None,
+                   audit: bool = True) -> Grid:
+    """A new grid, with its first drawing when a polygon is given."""
+    check_grid_unit(unit)
+    if db.session.execute(sa.select(Grid.id).where(Grid.code == code)).first():
+        raise Conflict(f"grid {code} exists", code="grid_exists")
+    now = at or utcnow()
+    grid = Grid(code=code, name=name, unit=unit, active=True, version=0)
+    db.session.add(grid)
+    if geom is not None:
+        _new_version(grid, normalise(geom), name, unit, source, now)
+    if audit:
+        db.session.flush()
+        append_event(f"grid:{code}", "grid.create", actor=actor, at=now, data={
+            "name": name, "unit": unit.code, "version": grid.version,
+            "hash": grid.geom_hash, "source": source,
+        })
+    return grid
+
+
+def _new_version(grid: Grid, geom: BaseGeometry, name: str, unit: Unit, source: str,
+                 now: datetime) -> GridVersion:
+    geom_hash = geometry_hash(geom)
+    grid.version = (grid.version or 0) + 1
+    grid.valid_from = now
+    grid.name = name
+    grid.unit = unit
+    grid.active = True
+    _apply_drawing(grid, geom, geom_hash)
+    version = GridVersion(grid=grid, version=grid.version, name=name, unit=unit, geom=geom,
+                          geom_hash=geom_hash, valid_from=now, source=source)
+    db.session.add(version)
+    return version
+
+
+def _close_current(grid: Grid, now: datetime) -> None:
+    if grid.version:
+        db.session.execute(
+            sa.update(GridVersion).where(GridVersion.grid_id == grid.id,
+                                         GridVersion.valid_to.is_(None))
+            .values(valid_to=now).execution_options(synchronize_session="fetch"))
+
+
+def grid_differs(grid: Grid, *, name: str, unit: Unit, geom_hash: str | None) -> bool:
+    return not (grid.active and grid.name == name and grid.unit_id == unit.id
+                and grid.geom_hash == geom_hash)
+
+
+def do_redraw_grid(actor: User | None, grid: Grid, *, name: str, unit: Unit,
+                   geom: BaseGeometry, source: str = "", at: datetime | None = None,
+                   audit: bool = True) -> bool:
+    """Give ``grid`` a new drawing (polygon, name or village); False when nothing changed."""
+    check_grid_unit(unit)
+    geom = normalise(geom)
+    geom_hash = geometry_hash(geom)
+    if not grid_differs(grid, name=name, unit=unit, geom_hash=geom_hash):
+        return False
+    now = at or utcnow()
+    previous = {"version": grid.version, "hash": grid.geom_hash, "unit": grid.unit.code,
+                "name": grid.name, "active": grid.active}
+    _close_current(grid, now)
+    _new_version(grid, geom, name, unit, source, now)
+    if audit:
+        append_event(f"grid:{grid.code}", "grid.redraw", actor=actor, at=now, data={
+            "from": previous, "version": grid.version, "hash": geom_hash, "unit": unit.code,
+            "name": name, "area_m2": round(area_m2(geom)), "source": source,
+        })
+    return True
+
+
+def do_retire_grid(actor: User | None, grid: Grid, *, reason: str = "", at: datetime | None = None,
+                   audit: bool = True) -> bool:
+    """Take a grid out of matching (its history and tickets stay)."""
+    if not grid.active:
+        return False
+    now = at or utcnow()
+    _close_current(grid, now)
+    grid.active = False
+    if audit:
+        append_event(f"grid:{grid.code}", "grid.retire", actor=actor, at=now,
+                     data={"version": grid.version, "reason": reason})
+    return True
+
+
+def do_set_boundary(actor: User | None, unit: Unit, geom: BaseGeometry, *, source: str = "",
+                    audit: bool = True) -> bool:
+    """Set (or replace) a township's or village's drawn boundary; False when unchanged."""
+    if Level(unit.level) not in (Level.township, Level.village):
+        raise InvalidInput(f"{unit.name} is a {unit.level}: county and higher boundaries come "
+                           "from the boundaries package", code="boundary_level")
+    geom = normalise(geom)
+    geom_hash = geometry_hash(geom)
+    row = db.session.execute(
+        sa.select(UnitBoundary).where(UnitBoundary.unit_id == unit.id)).scalar_one_or_none()
+    if row is not None and row.geom_hash == geom_hash:
+        return False
+    if row is None:
+        row = UnitBoundary(unit=unit)
+        db.session.add(row)
+    row.geom = geom
+    row.geom_hash = geom_hash
+    row.source = source
+    row.updated_at = utcnow()
+    for key, value in bbox_columns(geom).items():
+        setattr(row, key, value)
+    if audit:
+        append_event(f"unit:{unit.code}", "unit.boundary", actor=actor,
+                     data={"hash": geom_hash, "source": source})
+    return True
+
+
+def check_gazetteer_entry(name: str, kind: str, lng: float | None, lat: float | None) -> None:
+    if not name.strip() or len(name) > 80:
+        raise InvalidInput("a gazetteer entry needs a name of at most 80 characters",
+                           code="invalid_name")
+    if len(name.strip()) < 2:
+        raise InvalidInput(f"{name!r} is too short to find in an address", code="invalid_name")
+    if kind not in GAZETTEER_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(GAZETTEER_KINDS)}",
+                           code="invalid_kind")
+    if (lng is None) != (lat is None):
+        raise InvalidInput("give both lng and lat, or neither", code="invalid_coordinates")
+    if lng is not None and lat is not None:
+        check_lnglat(lng, lat)
+
+
+def do_upsert_gazetteer_entry(actor: User | None, *, name: str, unit: Unit, kind: str = "landmark",
+                              aliases: list[str] | None = None, point: tuple[float, float] | None
+                              = None, audit: bool = True) -> tuple[GazetteerEntry, bool]:
+    """Add a place, or update the one with this name in this unit; (entry, changed)."""
+    lng, lat = point if point is not None else (None, None)
+    check_gazetteer_entry(name, kind, lng, lat)
+    aliases = sorted({a.strip() for a in aliases or [] if a.strip() and a.strip() != name})
+    entry = db.session.execute(sa.select(GazetteerEntry).where(
+        GazetteerEntry.unit_id == unit.id, GazetteerEntry.name == name)).scalar_one_or_none()
+    values: dict[str, Any] = {"kind": kind, "aliases": aliases, "lng": lng, "lat": lat,
+                              "active": True}
+    if entry is not None and all(getattr(entry, k) == v for k, v in values.items()):
+        return entry, False
+    if entry is None:
+        entry = GazetteerEntry(name=name, unit=unit)
+        db.session.add(entry)
+    for key, value in values.items():
+        setattr(entry, key, value)
+    if audit:
+        append_event(f"unit:{unit.code}", "gazetteer.upsert", actor=actor,
+                     data={"name": name, **values})
+    return entry, True
