@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import platform
@@ -573,17 +574,19 @@ def _accepted_numbers(app: Any, username: str, limit: int) -> list[str]:
     return numbers
 
 
+_plain_seq = itertools.count(1)
+
+
 def _plain_append_event(stream: str, kind: str, *, actor: Any | None,
                         data: dict[str, Any] | None = None, ticket_id: int | None = None,
                         at: Any = None, head_locked: bool = False) -> Any:
     """The same event row without the chain: no head row read or written, no canonical
-    JSON, no HMAC. ``seq`` comes from the locked ticket (already in the session)."""
+    JSON, no HMAC. Rows go to a stream of their own, numbered by a process counter, so they
+    never collide with the real chain."""
     from server.core.audit import GENESIS, Event
     from server.core.db import db, utcnow
-    from server.tickets.models import Ticket
 
-    ticket = db.session.get(Ticket, ticket_id) if ticket_id is not None else None
-    event = Event(stream=stream, seq=(ticket.version if ticket else 0) + 1, ticket_id=ticket_id,
+    event = Event(stream=f"{stream}~plain", seq=next(_plain_seq), ticket_id=ticket_id,
                   kind=kind, actor_id=getattr(actor, "id", None),
                   actor_name=getattr(actor, "username", None) or "system",
                   at=at or utcnow(), data=data or {}, prev_hash=GENESIS, hash=GENESIS)

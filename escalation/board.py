@@ -146,9 +146,9 @@ def clock_lists(ticket_ids: sa.Select[Any], now: datetime,
                c.suspended_at.is_(None))
     )
     soon = db.session.execute(
-        base.where(c.due_soon_at <= now, c.due_at > now).order_by(c.due_at).limit(limit)).all()
+        base.where(c.due_soon_at <= now, c.due_at >= now).order_by(c.due_at).limit(limit)).all()
     late = db.session.execute(
-        base.where(c.due_at <= now).order_by(c.due_at).limit(limit)).all()
+        base.where(c.due_at < now).order_by(c.due_at).limit(limit)).all()
 
     def as_dict(row: Any) -> dict[str, Any]:
         clock, number, title, urgency, unit_name = row

@@ -107,7 +107,7 @@ def plan(ticket_id: int, number: str, clock_id: int, now: datetime) -> Plan | No
     ).scalar_one_or_none()
     if clock is None or clock.stopped_at is not None or clock.next_fire_at is None:
         return None
-    if clock.next_fire_at > now or clock.due_at is None:
+    if clock.next_fire_at >= now or clock.due_at is None:
         return None
     rule = rules_mod.current().by_code(clock.rule_code)
     if rule is None or not rule.enabled:
@@ -115,7 +115,7 @@ def plan(ticket_id: int, number: str, clock_id: int, now: datetime) -> Plan | No
         return None
     rung = clock.step
     if rung == 0:
-        if clock.due_at > now:
+        if clock.due_at >= now:
             return None  # a due-soon reminder: sent in bulk by the scan
         rung = 1  # the deadline passed before the reminder went: straight to overdue
     calendar = cal_mod.current()

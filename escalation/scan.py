@@ -29,8 +29,9 @@ TICKETS = sa.table("tickets", sa.column("id"), sa.column("number"), sa.column("t
 
 
 def _due_clause(now: datetime) -> sa.ColumnElement[bool]:
+    # Strictly after: at the deadline itself a ticket is not late yet.
     return sa.and_(Clock.stopped_at.is_(None), Clock.next_fire_at.is_not(None),
-                   Clock.next_fire_at <= now)
+                   Clock.next_fire_at < now)
 
 
 def fire_due_soon(now: datetime, limit: int = 2000) -> int:
@@ -41,7 +42,7 @@ def fire_due_soon(now: datetime, limit: int = 2000) -> int:
         sa.select(c.id, c.ticket_id, c.kind, c.cycle, c.due_at, c.unit_id, c.assignee_id,
                   c.urgency, TICKETS.c.number)
         .join(TICKETS, TICKETS.c.id == c.ticket_id)
-        .where(_due_clause(now), c.step == 0, c.due_at > now)
+        .where(_due_clause(now), c.step == 0, c.due_at >= now)
         .order_by(c.next_fire_at)
         .limit(limit)
     )
@@ -95,7 +96,7 @@ def due_rungs(now: datetime, limit: int = 500) -> list[tuple[int, int, str]]:
     rows = db.session.execute(
         sa.select(c.id, c.ticket_id, TICKETS.c.number)
         .join(TICKETS, TICKETS.c.id == c.ticket_id)
-        .where(_due_clause(now), sa.or_(c.step > 0, c.due_at <= now))
+        .where(_due_clause(now), sa.or_(c.step > 0, c.due_at < now))
         .order_by(c.next_fire_at)
         .limit(limit)
     ).all()

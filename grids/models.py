@@ -194,12 +194,12 @@ WATCHED: dict[type, str] = {
 }
 
 
-def touch(connection: sa.Connection | Session, *names: str) -> None:
+def touch(connection: sa.Connection | Session | Any, *names: str) -> None:
     """Give each named kind a fresh token (an upsert, so it works on an emptied table too).
 
     Bulk writers that bypass the ORM (benchmarks, raw SQL) must call this themselves.
     """
-    bind = connection.get_bind() if isinstance(connection, Session) else connection
+    bind = connection if isinstance(connection, sa.Connection) else connection.get_bind()
     insert: Any = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     table = GeoState.__table__
     now = utcnow()

@@ -14,6 +14,7 @@ from flask_login import current_user, login_required, logout_user
 from sqlalchemy.orm import joinedload
 
 from escalation.calendar import SHANGHAI
+from grids.models import Grid
 from hierarchy.models import LEVEL_LABELS, ROLE_LABELS, Level, Role, User
 from server.auth import csrf_token, log_in
 from server.core.audit import Event
@@ -86,7 +87,8 @@ def index():  # type: ignore[no-untyped-def]
     actor = current_user._get_current_object()
     status = request.args.get("status") or ""
     query = visible_tickets(actor).options(
-        joinedload(Ticket.unit), joinedload(Ticket.assignee), joinedload(Ticket.grid))
+        joinedload(Ticket.unit), joinedload(Ticket.assignee),
+        joinedload(Ticket.grid).lazyload(Grid.members))
     if status in {str(s) for s in Status}:
         query = query.where(Ticket.status == status)
     before = request.args.get("before", type=int)

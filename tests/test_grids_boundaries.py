@@ -35,7 +35,7 @@ def test_boundaries_are_wgs84_not_gcj02() -> None:
     ((123.4305, 41.7420), "210102", "210100"),   # 沈阳 和平区
     ((122.8472, 41.9978), "210181", "210100"),   # 新民市
     ((122.9945, 41.1150), "210302", "210300"),   # 鞍山 铁东区
-    ((121.6147, 38.9140), "210202", "210200"),   # 大连 中山区
+    ((121.6440, 38.9215), "210202", "210200"),   # 大连 中山广场, 中山区
 ])
 def test_reverse_geocoding_a_point_to_its_county(point, county: str, city: str) -> None:
     regions = boundary_index(("21",)).locate(*point)

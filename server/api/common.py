@@ -72,17 +72,16 @@ def run_write(handler: Callable[[User], Result], fingerprint_body: Any) -> Respo
     if key is not None:
         key = idem.validate_key(key)
         fingerprint = idem.request_fingerprint(request.method, request.path, fingerprint_body)
-        existing = idem.find(actor.id, key)
-        if existing is not None:
-            replay = _replay(existing, fingerprint)  # before the rollback expires the row
-            db.session.rollback()
-            return replay
+        actor_id = actor.id  # read before a rollback expires the actor
         try:
-            row = idem.claim(actor.id, key, fingerprint)
+            row = idem.claim(actor_id, key, fingerprint)
         except (IntegrityError, OperationalError):
-            # A concurrent request with this key committed first: answer as it did.
+            row = None
+        if row is None:
+            # The key was used before, or a concurrent request with it committed first:
+            # answer as it did.
             db.session.rollback()
-            existing = idem.find(actor.id, key)
+            existing = idem.find(actor_id, key)
             if existing is None:  # the original still holds the key past the lock timeout
                 raise Unavailable("the same request is being processed; retry shortly",
                                   code="request_in_progress", retry_after_s=2) from None

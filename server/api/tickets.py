@@ -28,7 +28,8 @@ from .common import decode_cursor, encode_cursor, int_arg, json_body, parse, run
 LIST_OPTIONS = (
     joinedload(Ticket.unit),
     joinedload(Ticket.assignee),
-    joinedload(Ticket.grid),
+    # ticket_dict shows the grid's code and name; its members (selectin) are not needed
+    joinedload(Ticket.grid).lazyload(Grid.members),
 )
 DETAIL_OPTIONS = (*LIST_OPTIONS, joinedload(Ticket.accepting_unit))
 

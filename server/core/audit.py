@@ -96,14 +96,19 @@ def append_event(
     ticket_id: int | None = None,
     at: datetime | None = None,
     head_locked: bool = False,
+    new_stream: bool = False,
 ) -> Event:
     """Append one event to ``stream`` inside the caller's transaction.
 
     ``head_locked`` says the caller already holds a lock that orders writers of this
-    stream (the ticket row lock); otherwise the head row itself is locked.
+    stream (the ticket row lock); otherwise the head row itself is locked. ``new_stream``
+    says the stream cannot exist yet (a ticket being accepted): its head is inserted without
+    being looked up first, and should one exist after all, the head's primary key refuses
+    the insert and the transaction fails rather than forking the chain.
     """
     session = db.session
-    head = session.get(EventHead, stream, with_for_update=not head_locked)
+    head = None if new_stream else session.get(EventHead, stream,
+                                               with_for_update=not head_locked)
     if head is None:
         head = EventHead(stream=stream, seq=0, hash=GENESIS)
         session.add(head)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import BigID, JSONType, UTCDateTime, db, utcnow
@@ -60,9 +61,25 @@ def find(user_id: int, key: str) -> IdempotencyKey | None:
     ).scalar_one_or_none()
 
 
-def claim(user_id: int, key: str, fingerprint: str) -> IdempotencyKey:
-    """Insert the key row now; raises IntegrityError if another request holds the key."""
-    row = IdempotencyKey(user_id=user_id, key=key, request_hash=fingerprint)
-    db.session.add(row)
-    db.session.flush()
-    return row
+def claim(user_id: int, key: str, fingerprint: str) -> IdempotencyKey | None:
+    """Insert the key row now; None when the key is taken (the caller then replays).
+
+    One ``INSERT … ON CONFLICT DO NOTHING RETURNING`` instead of a SELECT then an INSERT:
+    a key held by a concurrent request still makes this wait on the unique index until that
+    request commits (nothing inserted: None) or rolls back (inserted here). Other databases
+    insert plainly and raise IntegrityError when the key is taken.
+    """
+    dialect = db.session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        row = IdempotencyKey(user_id=user_id, key=key, request_hash=fingerprint)
+        db.session.add(row)
+        db.session.flush()
+        return row
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(IdempotencyKey)
+        .values(user_id=user_id, key=key, request_hash=fingerprint, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["user_id", "key"])
+        .returning(IdempotencyKey)
+    )
+    return db.session.execute(statement).scalars().first()

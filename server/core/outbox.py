@@ -49,12 +49,13 @@ def queue_message(
         topic=topic, payload=payload, ticket_id=ticket_id, event_id=getattr(event, "id", None)
     )
     db.session.add(message)
-    db.session.flush()
-    message_id = message.id
+    # No flush here: the row goes in with the commit's flush, and its id is read from the
+    # identity map once committed (one ORM flush less per action; bench/intake.py).
+    state = sa.inspect(message)
 
     def dispatch() -> None:
-        if _dispatcher is not None:
-            _dispatcher([message_id])
+        if _dispatcher is not None and state.identity is not None:
+            _dispatcher([state.identity[0]])
 
     on_commit(dispatch)
     return message

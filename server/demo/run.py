@@ -19,7 +19,6 @@ from typing import Any
 import click
 from flask import Flask
 
-from hierarchy.models import User
 from server.core.db import db
 
 from . import seed
@@ -74,27 +73,24 @@ def seed_demo(app: Flask, tickets: int) -> dict[str, Any]:
         # The seed's outbox messages stay queued in the database; no job per message now.
         app.config["YIHAO_JOBS_ENABLED"] = False
         try:
-            with click.progressbar(length=tickets, label="工单 tickets") as bar:
-                created = seed.seed_tickets(tickets, cast, progress=bar.update)
+            plans = seed.pending_plans(tickets, cast)
+            with click.progressbar(plans, label="工单 tickets") as bar:
+                created = seed.seed_tickets(bar, cast)
             seed.mark_seeded({"tickets": tickets, "villages": len(villages),
                               "grids": sum(len(g) for g in grids.values())})
         finally:
             app.config["YIHAO_JOBS_ENABLED"] = jobs_enabled
+        click.echo(f"demo seeded in {time.monotonic() - started:.0f} s ({created} tickets)")
     village = villages[0]
     grid = grids[village.code][0]
     return {
         "password": seed.DEMO_PASSWORD,
         "token": token,
         "created_tickets": created,
-        "seconds": round(time.monotonic() - started, 1),
-        "logins": [*((label, name, _unit_label(users[name])) for label, name in LOGIN_ROLES),
+        "logins": [*((label, name, users[name].unit.name) for label, name in LOGIN_ROLES),
                    ("村（社区）联系人 contact", f"u-{village.code}", village.name),
                    ("网格员 grid worker", f"w-{grid.code}", grid.name)],
     }
-
-
-def _unit_label(user: User) -> str:
-    return user.unit.name
 
 
 CURL_BODY = {

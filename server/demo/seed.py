@@ -15,7 +15,7 @@ import csv
 import os
 import random
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -577,10 +577,15 @@ def existing_demo_ids(viewer: User) -> set[str]:
     return set(db.session.execute(query).scalars())
 
 
-def seed_tickets(count: int, cast: Cast, progress: Callable[[int], None] | None = None) -> int:
-    """Create ``count`` demo tickets (minus those already in), committing every ``BATCH``."""
+def pending_plans(count: int, cast: Cast) -> list[Plan]:
+    """The plans of ``count`` demo tickets, minus those already in (an interrupted seed
+    resumes where it stopped)."""
     done = existing_demo_ids(cast.users["admin"])
-    plans = [p for p in make_plans(count, cast.villages) if p.external_id not in done]
+    return [p for p in make_plans(count, cast.villages) if p.external_id not in done]
+
+
+def seed_tickets(plans: Iterable[Plan], cast: Cast) -> int:
+    """Play every plan through the real actions, committing every ``BATCH`` tickets."""
     now = utcnow()
     created = 0
     for plan in plans:
@@ -588,8 +593,6 @@ def seed_tickets(count: int, cast: Cast, progress: Callable[[int], None] | None 
         created += 1
         if created % BATCH == 0:
             db.session.commit()
-        if progress:
-            progress(1)
     db.session.commit()
     return created
 

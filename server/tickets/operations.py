@@ -103,7 +103,8 @@ def _version(ticket: Ticket, body: s.ActionBody, actor: User) -> None:
         )
 
 
-def _record(checked: Checked, kind: str, data: dict[str, Any]) -> Event:
+def _record(checked: Checked, kind: str, data: dict[str, Any], *,
+            new_stream: bool = False) -> Event:
     """Append the ticket event, bump the version, queue the outbox message."""
     ticket = checked.ticket
     assert ticket is not None
@@ -111,7 +112,7 @@ def _record(checked: Checked, kind: str, data: dict[str, Any]) -> Event:
     _sync_clocks(ticket, kind, now, data)
     event = append_event(
         ticket.stream, kind, actor=checked.actor, data=data, ticket_id=ticket.id, at=now,
-        head_locked=True,
+        head_locked=True, new_stream=new_stream,
     )
     ticket.version = event.seq
     ticket.updated_at = now
@@ -183,7 +184,14 @@ def do_accept(checked: Checked) -> Ticket:
             sa.select(Grid).join(GridMember).where(GridMember.user_id == actor.id)
             .order_by(GridMember.position)
         ).scalars().first()
+    ticket_id = None
+    if db.engine.dialect.name == "postgresql":
+        # The id from the sequence first, so that the one INSERT carries the number: a fresh
+        # row is not written twice (bench/intake.py; SQLite has no sequence to ask).
+        ticket_id = db.session.execute(sa.select(
+            sa.func.nextval(sa.func.pg_get_serial_sequence("tickets", "id")))).scalar_one()
     ticket = Ticket(
+        id=ticket_id,
         external_id=body.external_id,
         source=body.source,
         type=body.type,
@@ -210,13 +218,16 @@ def do_accept(checked: Checked) -> Ticket:
         response_due=deadlines.response_due,
         handling_due=deadlines.handling_due,
         deadline_provisional=deadlines.provisional,
-        version=0,
+        # The accept event below is the ticket's first: version and updated_at are already
+        # what _record sets, so the new row needs no UPDATE for them.
+        version=1,
         updated_at=now,
     )
     db.session.add(ticket)
-    db.session.flush()
+    if ticket_id is None:
+        db.session.flush()
     ticket.number = _number_for(ticket)
-    checked = Checked("accept", actor, ticket, body, at=checked.at)
+    checked = Checked("accept", actor, ticket, body, at=now)
     _record(checked, "accept", {
         "source": str(body.source), "type": str(body.type), "urgency": str(body.urgency),
         "unit": actor.unit.code, "grid": grid.code if grid else None,
@@ -225,7 +236,7 @@ def do_accept(checked: Checked) -> Ticket:
         "response_due": ticket.response_due.isoformat(),
         "handling_due": ticket.handling_due.isoformat(),
         "provisional": deadlines.provisional,
-    })
+    }, new_stream=True)
     return ticket
 
 
@@ -618,14 +629,14 @@ def find_action(name: str) -> Action:
 
 def _clock_facts(ticket: Ticket) -> TicketFacts:
     """The ticket as plain values for the escalation clocks (which never see the model)."""
-    unit = ticket.unit
+    unit, assignee = ticket.unit, ticket.assignee  # relationships: set before any flush
     where = ticket.grid.unit if ticket.grid is not None else unit
     return TicketFacts(
         ticket_id=ticket.id, ticket_type=str(ticket.type), urgency=str(ticket.urgency),
         category_code=ticket.category_code, unit_id=unit.id, unit_path=unit.path,
-        unit_level=str(unit.level), scope_path=where.path, assignee_id=ticket.assignee_id,
-        assignee_is_worker=ticket.assignee is not None
-        and ticket.assignee.role == Role.grid_worker,
+        unit_level=str(unit.level), scope_path=where.path,
+        assignee_id=assignee.id if assignee is not None else None,
+        assignee_is_worker=assignee is not None and assignee.role == Role.grid_worker,
         status=str(ticket.status), cycle=ticket.reopen_count,
     )
 

@@ -83,18 +83,29 @@ def inspect(data: bytes) -> PhotoFacts:
     if not data:
         raise InvalidInput("the photo file is empty", code="invalid_photo")
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    unreadable = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+                  Image.DecompressionBombError)
     try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()  # only valid straight after open (a PNG's getexif() decodes first)
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format or ""
             width, height = img.size
-            exif = img.getexif()
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as exc:
+    except unreadable as exc:
         raise InvalidInput(f"not a readable image: {exc}", code="invalid_photo") from None
     if fmt not in ALLOWED:
         raise InvalidInput(f"photos must be JPEG, PNG or WebP, not {fmt or 'unknown'}",
                            code="unsupported_photo_type")
+    if width * height > MAX_PIXELS:  # before anything decodes it: a bomb stays a header
+        raise InvalidInput(f"{width}×{height} pixels is more than a phone takes",
+                           code="invalid_photo")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            exif = img.getexif()
+            img.draft("RGB", (THUMB_EDGE * 2, THUMB_EDGE * 2))
+            img.load()  # a truncated upload fails here, not later while thumbnailing
+    except unreadable as exc:
+        raise InvalidInput(f"not a readable image: {exc}", code="invalid_photo") from None
     lng, lat = _gps(exif)
     return PhotoFacts(
         sha256=hashlib.sha256(data).hexdigest(), content_type=ALLOWED[fmt], width=width,
