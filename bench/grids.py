@@ -140,29 +140,30 @@ MATCH_COLUMNS = 317  # 317² > 100 000: every size is a compact block of the sam
 
 def bulk_insert_grids(start: int, stop: int, village_ids: list[int]) -> float:
     """Grids ``start`` … ``stop - 1`` of the matching lattice, inserted directly (bulk)."""
+    import hashlib
+
+    import numpy as np
     import shapely
     import sqlalchemy as sa
 
-    from grids.geometry import geometry_hash, normalise
+    from grids.geometry import normalise_many
     from grids.models import Grid, touch
     from server.core.db import db, utcnow
 
     t0 = time.perf_counter()
     now = utcnow()
-    batch: list[dict[str, Any]] = []
-    for i in range(start, stop):
-        box = lattice_cell(MATCH_ORIGIN, i, MATCH_COLUMNS)
-        geom = normalise(shapely.box(*box))
-        batch.append({"code": f"B{i:06d}", "name": f"基准网格{i}",
-                      "unit_id": village_ids[i % len(village_ids)], "active": True,
-                      "created_at": now, "geom": geom, "min_lng": box[0], "min_lat": box[1],
-                      "max_lng": box[2], "max_lat": box[3], "geom_hash": geometry_hash(geom),
-                      "version": 1, "valid_from": now})
-        if len(batch) == 5000:
-            db.session.execute(sa.insert(Grid), batch)
-            batch = []
-    if batch:
-        db.session.execute(sa.insert(Grid), batch)
+    for chunk_start in range(start, stop, 5000):
+        indices = range(chunk_start, min(stop, chunk_start + 5000))
+        boxes = [lattice_cell(MATCH_ORIGIN, i, MATCH_COLUMNS) for i in indices]
+        geoms = normalise_many(np.array([shapely.box(*b) for b in boxes], dtype=object))
+        wkbs = shapely.to_wkb(geoms, include_srid=False)
+        db.session.execute(sa.insert(Grid), [
+            {"code": f"B{i:06d}", "name": f"基准网格{i}",
+             "unit_id": village_ids[i % len(village_ids)], "active": True, "created_at": now,
+             "geom": wkb, "min_lng": box[0], "min_lat": box[1], "max_lng": box[2],
+             "max_lat": box[3],
+             "geom_hash": hashlib.sha256(wkb).hexdigest(), "version": 1, "valid_from": now}
+            for i, box, wkb in zip(indices, boxes, wkbs, strict=True)])
     touch(db.session, "grids")
     db.session.commit()
     return time.perf_counter() - t0

@@ -45,10 +45,11 @@ class GeomType(sa.types.TypeDecorator[BaseGeometry]):
             return Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False)
         return sa.LargeBinary()
 
-    def process_bind_param(self, value: BaseGeometry | None, dialect: Any) -> Any:
+    def process_bind_param(self, value: BaseGeometry | bytes | None, dialect: Any) -> Any:
         if value is None:
             return None
-        wkb = shapely.to_wkb(value, include_srid=False)
+        # Bulk writers may pass WKB they made in one vectorised call.
+        wkb = value if isinstance(value, bytes) else shapely.to_wkb(value, include_srid=False)
         if dialect.name == "postgresql":
             return WKBElement(wkb, srid=SRID)
         return wkb
@@ -95,9 +96,26 @@ def normalise(geom: BaseGeometry) -> shapely.MultiPolygon:
     return shapely.normalize(to_multipolygon(round_coordinates(geom)))  # type: ignore[return-value]
 
 
-def geometry_hash(geom: BaseGeometry) -> str:
-    """SHA-256 of the normalised WKB: equal for the same shape however it was written down."""
-    return hashlib.sha256(shapely.to_wkb(normalise(geom), include_srid=False)).hexdigest()
+def normalise_many(geoms: np.ndarray) -> np.ndarray:
+    """:func:`normalise` for an array of geometries at once (imports)."""
+    geoms = shapely.transform(geoms, lambda xy: np.round(xy, PRECISION))
+    types = shapely.get_type_id(geoms)
+    if not np.isin(types, (3, 6)).all():
+        bad = geoms[~np.isin(types, (3, 6))][0]
+        raise ValueError(f"a grid must be a Polygon or MultiPolygon, not a {bad.geom_type}")
+    single = types == 3
+    if single.any():
+        geoms = geoms.copy()
+        geoms[single] = shapely.multipolygons(geoms[single], indices=np.arange(single.sum()))
+    return shapely.normalize(geoms)
+
+
+def geometry_hash(geom: BaseGeometry, *, normalised: bool = False) -> str:
+    """SHA-256 of the normalised WKB: equal for the same shape however it was written down.
+
+    ``normalised``: ``geom`` already came out of :func:`normalise` (skip doing it again)."""
+    geom = geom if normalised else normalise(geom)
+    return hashlib.sha256(shapely.to_wkb(geom, include_srid=False)).hexdigest()
 
 
 def bbox_columns(geom: BaseGeometry | None) -> dict[str, float | None]:

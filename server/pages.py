@@ -92,7 +92,7 @@ def index():  # type: ignore[no-untyped-def]
     if status in {str(s) for s in Status}:
         query = query.where(Ticket.status == status)
     before = request.args.get("before", type=int)
-    if before:
+    if before and 0 < before < 2**63:  # ids are 64-bit; a bigger one overflows the driver
         query = query.where(Ticket.id < before)
     tickets = db.session.execute(
         query.order_by(Ticket.id.desc()).limit(PAGE_SIZE + 1)).scalars().all()

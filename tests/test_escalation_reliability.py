@@ -105,7 +105,7 @@ def test_a_clock_jump_across_the_holiday(esc) -> None:  # type: ignore[no-untype
     number = _assigned(app, world, sh(2025, 9, 30, 10))
     assert scan(app, sh(2025, 9, 30, 12)).due_soon == 0
     jump = sh(2025, 10, 20, 9)
-    assert scan(app, jump).escalated == 2  # sign (due 9 October) and reply (due 15 October)
+    assert scan(app, jump).escalated == 2  # sign (due 9 October) and reply (due 14 October)
     assert scan(app, jump).escalated == 2
     assert scan(app, jump).escalated == 2
     assert scan(app, jump).escalated == 0
@@ -115,7 +115,7 @@ def test_a_clock_jump_across_the_holiday(esc) -> None:  # type: ignore[no-untype
     deadlines = {e["data"]["clock"]: e["data"]["deadline"]
                  for e in events(app, number, "escalate")}
     assert deadlines == {"sign": sh(2025, 10, 9, 10, 5).isoformat(),
-                         "reply": sh(2025, 10, 15, 0).isoformat()}
+                         "reply": sh(2025, 10, 14, 10).isoformat()}
     assert rows(app, Notification, kind="due_soon") == []
 
 
@@ -143,7 +143,7 @@ def test_jobs_resume_after_a_redis_restart(esc, redis_home) -> None:  # type: ig
 
     app, world = esc
     app.config["YIHAO_REDIS_URL"] = embedded_redis.url_for(redis_home)
-    start = utcnow() - timedelta(days=3)
+    start = utcnow() - timedelta(days=8)
     numbers = [_assigned(app, world, start) for _ in range(2)]
     previous, jobs._worker_app = jobs._worker_app, app
     try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from server.core.db import db
-from server.core.errors import YihaoError
+from server.core.errors import InvalidInput, NotFound, YihaoError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -36,6 +36,16 @@ def _require_actor() -> None:
         current_actor()
 
 
+@bp.before_request
+def _refuse_nul() -> None:
+    """PostgreSQL cannot compare text holding NUL: such a path names nothing and such a
+    filter is bad input, on every database alike."""
+    if "\x00" in request.path:
+        raise NotFound("not found", code="not_found")
+    if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+        raise InvalidInput("query parameters cannot contain NUL characters")
+
+
 @bp.errorhandler(YihaoError)
 def _yihao_error(exc: YihaoError):  # type: ignore[no-untyped-def]
     db.session.rollback()
@@ -56,6 +66,10 @@ def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
 @bp.errorhandler(SQLAlchemyError)
 def _db_error(exc: SQLAlchemyError):  # type: ignore[no-untyped-def]
     db.session.rollback()
+    if isinstance(exc, DataError):  # a value the database refuses (too big, unstorable)
+        log.warning("database refused a value, answered as 422: %s", exc)
+        return jsonify({"code": "invalid_input",
+                        "message": "a value in the request cannot be stored"}), 422
     log.warning("database error answered as 409: %s", exc)
     return jsonify({"code": "concurrent_update",
                     "message": "another change got there first; reload and try again"}), 409

@@ -26,14 +26,42 @@ M = TypeVar("M", bound=BaseModel)
 Result = tuple[dict[str, Any], int]
 
 
+def unstorable_text(value: Any) -> str | None:
+    """What no database column can keep (NUL, a lone surrogate), if ``value`` holds any.
+
+    Iterative, so a deeply nested body cannot exhaust the stack here either.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "invalid Unicode (a lone surrogate)"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 def json_body() -> dict[str, Any]:
     if not request.data:
         return {}
-    raw = request.get_json(silent=True)
+    try:
+        raw = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes; not a body we take
+        raw = None
     if raw is None:
         raise InvalidInput("the body is not valid JSON", code="invalid_json")
     if not isinstance(raw, dict):
         raise InvalidInput("the body must be a JSON object", code="invalid_json")
+    if problem := unstorable_text(raw):
+        raise InvalidInput(f"the body contains {problem}", code="invalid_input")
     return raw
 
 
@@ -114,7 +142,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         value = int(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidInput("cursor is not one this API gave out", code="invalid_cursor") from None
-    if value < 0:
+    if not 0 <= value < 2**63:  # ids are 64-bit; a bigger number overflows the driver
         raise InvalidInput("cursor is not one this API gave out", code="invalid_cursor")
     return value
 

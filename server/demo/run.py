@@ -157,19 +157,30 @@ def serve_demo(app: Flask, host: str, port: int) -> None:
         app.config["YIHAO_REDIS_URL"] = redis_url
     env = _worker_env(app, redis_url)
     helpers: list[subprocess.Popen[bytes]] = []
+    owner = os.getpid()
     try:
         for command in background_commands():
             helpers.append(subprocess.Popen([sys.executable, "-m", "server", command], env=env))
             click.echo(f"{command} pid {helpers[-1].pid} (Redis {redis_url})")
         run_gunicorn(app, host, port, int(os.environ.get("YIHAO_WEB_WORKERS", "3")))
     finally:
-        for helper in helpers:
-            helper.terminate()
-        for helper in helpers:
-            try:
-                helper.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                helper.kill()
-                helper.wait()
-        if started_redis:
-            embedded_redis.stop(home)
+        # Gunicorn's web workers are forks of this process and leave through this block too;
+        # only the process that started the helpers may stop them (and Redis).
+        if os.getpid() == owner:
+            _stop(helpers, home if started_redis else None)
+
+
+def _stop(helpers: list[subprocess.Popen[bytes]], redis_home: Path | None) -> None:
+    """Stop the helper processes (TERM, then KILL after 15 s) and the Redis we started."""
+    from server import embedded_redis
+
+    for helper in helpers:
+        helper.terminate()
+    for helper in helpers:
+        try:
+            helper.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
+    if redis_home is not None:
+        embedded_redis.stop(redis_home)
