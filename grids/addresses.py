@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from hierarchy.models import Level, Unit
 from server.core.db import db
 
+from .boundaries import warm_up
 from .models import GazetteerEntry
 from .spatial import TokenCache
 
@@ -158,7 +159,14 @@ class NameIndex:
         self.lengths = {ch: sorted(ls, reverse=True) for ch, ls in lengths.items()}
         self.by_name: dict[str, list[int]] = {}
         self.by_code: dict[str, list[int]] = {}
+        self.children: dict[int, list[int]] = {}
+        self.full_names = {u.id: normalise(REVOKED.sub("", u.name)) for u in units}
+        #: Two-digit prefixes of the provinces present (whose real boundaries to load).
+        self.province_prefixes = tuple(sorted({u.code[:2] for u in units
+                                               if u.level == Level.province and u.code.isdigit()}))
         for u in units:
+            if u.ancestors:
+                self.children.setdefault(u.ancestors[-1], []).append(u.id)
             self.by_name.setdefault(u.name, []).append(u.id)
             self.by_code.setdefault(u.code, []).append(u.id)
 
@@ -249,6 +257,13 @@ class NameIndex:
             if contradicted:
                 reason += " (it also names places elsewhere)"
             point = m.entry.point if m.entry.gazetteer_id else None
+            if point is None and info.level in (Level.county, Level.township):
+                child = self.misspelt_child(text, chosen)
+                if child is not None:
+                    uid, written = child
+                    return AddressMatch(uid, round(max(0.3, confidence - 0.15), 2),
+                                        f"{reason}; {written} read as {self.units[uid].name} "
+                                        "(one character differs)", None, mentions)
             return AddressMatch(chosen, round(confidence, 2), reason, point, mentions)
         common = self.common_ancestor(tied)
         names = "、".join(f"{self.units[t].name}（{self.unit_chain(t)}）" for t in tied[:4])
@@ -258,6 +273,25 @@ class NameIndex:
             return AddressMatch(None, 0.1, f"address is ambiguous: {names}", mentions=mentions)
         return AddressMatch(common, 0.3, f"address is ambiguous between {names}; resolved to "
                             f"{self.units[common].name}", mentions=mentions)
+
+    def misspelt_child(self, text: str, parent: int) -> tuple[int, str] | None:
+        """A unit directly under ``parent`` whose full name (4+ characters) appears in
+        ``text`` with exactly one character wrong, not its last (浑河弯街道 → 浑河湾街道): call
+        takers type by sound. Only when exactly one child fits, so it never guesses."""
+        found: dict[int, str] = {}
+        for uid in self.children.get(parent, ()):
+            name = self.full_names[uid]
+            n = len(name)
+            if n < 4:
+                continue
+            for i in range(len(text) - n + 1):
+                window = text[i:i + n]
+                if window[-1] != name[-1]:
+                    continue
+                if sum(a != b for a, b in zip(window, name, strict=True)) == 1:
+                    found[uid] = window
+                    break
+        return next(iter(found.items())) if len(found) == 1 else None
 
     def unit_chain(self, uid: int) -> str:
         info = self.units[uid]
@@ -300,7 +334,9 @@ def load_name_index() -> NameIndex:
             if len(form) >= 2:
                 entries.append((form, Entry(unit_id, FULL, short=False, gazetteer_id=gid,
                                             point=point)))
-    return NameIndex(units, entries)
+    index = NameIndex(units, entries)
+    warm_up(index.province_prefixes)
+    return index
 
 
 name_indexes = TokenCache(load_name_index)

@@ -133,3 +133,13 @@ def boundary_index(prefixes: tuple[str, ...] = ()) -> BoundaryIndex:
             if index is None:
                 index = _indexes[key] = BoundaryIndex(key)
     return index
+
+
+def warm_up(prefixes: tuple[str, ...]) -> None:
+    """Start loading these provinces' boundaries in the background, so that the first point
+    that falls outside every grid does not wait seconds for the files to be parsed."""
+    key = tuple(sorted(prefixes))
+    if key in _indexes or not key:
+        return
+    threading.Thread(target=boundary_index, args=(key,), name="boundaries-warm-up",
+                     daemon=True).start()

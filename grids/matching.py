@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
+from sqlalchemy.orm import joinedload, lazyload
 
 from hierarchy.models import Level, Unit
 from server.core.db import db
@@ -68,7 +69,9 @@ def region_code_of(index: NameIndex, unit_id: int) -> str | None:
 
 def _grid_result(hit: GridHit, index: NameIndex, confidence: float, reason: str,
                  point: tuple[float, float] | None, method: str) -> MatchResult:
-    grid = db.session.get(Grid, hit.grid_id)
+    # The rota (members) loads only if the caller asks for the on-duty worker.
+    grid = db.session.get(Grid, hit.grid_id, options=[
+        lazyload(Grid.members), joinedload(Grid.unit).lazyload(Unit.parent)])
     assert grid is not None
     return MatchResult(grid, grid.unit, region_code_of(index, grid.unit_id), confidence, reason,
                        point, method)
@@ -120,8 +123,7 @@ def match_point(point: tuple[float, float], *, within: Unit | None = None,
             return _unit_result(index, unit_id, confidence,
                                 f"{prefix}; it lies in {info.name} (imported boundary)", point,
                                 "boundary")
-    provinces = tuple(sorted({u.code[:2] for u in index.units.values()
-                              if u.level == Level.province and u.code.isdigit()}))
+    provinces = index.province_prefixes
     regions = boundary_index(provinces).locate(lng, lat) if provinces else []
     for region in regions:
         unit_ids = index.by_code.get(region.code) or [

@@ -13,7 +13,9 @@ whether its in-memory indexes (the STRtree, the name index) are stale.
 
 from __future__ import annotations
 
+import time
 import uuid
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -199,7 +201,11 @@ def touch(connection: sa.Connection | Session | Any, *names: str) -> None:
 
     Bulk writers that bypass the ORM (benchmarks, raw SQL) must call this themselves.
     """
-    bind = connection if isinstance(connection, sa.Connection) else connection.get_bind()
+    if isinstance(connection, sa.Connection):
+        bind = connection
+    else:
+        bind = connection.get_bind()
+        connection.info["geo_touched"] = True
     insert: Any = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     table = GeoState.__table__
     now = utcnow()
@@ -212,9 +218,45 @@ def touch(connection: sa.Connection | Session | Any, *names: str) -> None:
         connection.execute(stmt)
 
 
-def read_tokens(session: Session) -> dict[str, str]:
+#: How long a process trusts the tokens it read: another process's change is seen within
+#: this time; this process's own changes are seen as soon as they are committed.
+TOKEN_TTL_S = 1.0
+_token_cache: weakref.WeakKeyDictionary[Any, tuple[float, dict[str, str]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def read_tokens(session: Session | Any) -> dict[str, str]:
+    """The current token of each kind of reference data (cached for :data:`TOKEN_TTL_S`).
+
+    A session that has itself changed reference data and not yet committed always reads
+    them afresh, so it sees its own changes.
+    """
+    bind = session.get_bind()
+    now = time.monotonic()
+    if not session.info.get("geo_touched"):
+        hit = _token_cache.get(bind)
+        if hit is not None and hit[0] > now:
+            return hit[1]
     rows = session.execute(sa.select(GeoState.name, GeoState.token))
-    return {name: token for name, token in rows}
+    tokens = {name: token for name, token in rows}
+    if not session.info.get("geo_touched"):
+        _token_cache[bind] = (now + TOKEN_TTL_S, tokens)
+    return tokens
+
+
+def forget_tokens(bind: Any = None) -> None:
+    if bind is None:
+        _token_cache.clear()
+    else:
+        _token_cache.pop(bind, None)
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_on_end(session: Session) -> None:
+    """After a transaction that changed reference data ends, read the tokens afresh."""
+    if session.info.pop("geo_touched", False):
+        forget_tokens(session.get_bind())
 
 
 @event.listens_for(Session, "after_flush")
@@ -229,4 +271,5 @@ def _touch_on_flush(session: Session, _context: Any) -> None:
         if name is not None and name not in changed and session.is_modified(obj):
             changed.add(name)
     if changed:
+        session.info["geo_touched"] = True
         touch(session.connection(), *changed)

@@ -23,6 +23,8 @@ from server.demo import run_demo, seed
 from server.tickets.models import Status, Ticket
 from tests.conftest import _settings, is_pg
 
+pytestmark = pytest.mark.slow
+
 TICKETS = 40  # every scenario (29) at least once, the rest by weight
 
 

@@ -96,6 +96,12 @@ def test_gazetteer_place_without_a_point_gives_its_unit(app, world, matcher) -> 
     assert m["unit"] == "210102001" and "gazetteer" in m["reason"]
 
 
+def test_one_misspelt_character_in_a_township_name(world, matcher) -> None:
+    m = matcher(address="沈阳市和平区浑河弯街道12号")  # 弯 for 湾: typed by sound
+    assert m["unit"] == "210102001" and "浑河弯街道 read as 浑河湾街道" in m["reason"]
+    assert matcher(address="沈阳市和平区浑河弯路12号")["unit"] == "210102"  # not a township
+
+
 def test_new_units_are_found_at_once(app, world, matcher) -> None:
     """The name index is cached per process and rebuilt when units change."""
     assert matcher(address="和平区太原街街道")["unit"] == "210102"

@@ -74,7 +74,8 @@ def test_ticket_list(app, as_user, populate, user) -> None:
     large = statements(app, lambda: api.get("/tickets"))
     assert len(api.get("/tickets").get_json()["items"]) > 5 or user == "worker"
     _same(small, large)
-    assert not [s for s in large if "grid_members" in s], "a list does not need grid members"
+    loads_members = [s for s in large if s.lstrip().startswith("SELECT grid_members.")]
+    assert not loads_members, "a list shows the grid's name; it does not need its members"
 
 
 def test_ticket_list_with_filters(app, as_user, populate) -> None:

@@ -112,7 +112,10 @@ def build_openapi() -> dict[str, Any]:
         },
         "/api/v1/grids": {
             "get": {"summary": "Grids as GeoJSON", "operationId": "listGrids",
-                    "parameters": [_query("unit", "village or any ancestor unit code")],
+                    "parameters": [_query("unit", "village or any ancestor unit code"),
+                                   _query("bbox", "minlng,minlat,maxlng,maxlat (WGS-84)"),
+                                   _query("crs", "coordinates returned in", type="string",
+                                          enum=["wgs84", "gcj02", "bd09"])],
                     "responses": _responses(200)},
         },
         "/api/v1/grids/match": {

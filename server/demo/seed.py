@@ -386,7 +386,7 @@ class Player:
         self.direct = not self.via_city and self.rng.random() < 0.3
         self.grid = self.rng.choice(cast.grids[self.village.code])
         rural = self.village.rural
-        place_spot = texts.spot(self.rng, rural)
+        place_spot = texts.spot(self.rng, rural, plan.topic.indoor)
         self.short_place = self.village.name + place_spot
         township = cast.units[self.village.township]
         county, city = cast.units[self.county], cast.units[self.city]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Topic:
     replies: tuple[str, ...]
     #: Where a unit answers itself (a policy question), no grid worker goes out.
     desk: bool = False
+    #: About someone's home or building (heating, corridors): the place is an address, not
+    #: a spot outdoors.
+    indoor: bool = False
 
 
 TOPICS: tuple[Topic, ...] = (
@@ -89,8 +93,9 @@ TOPICS: tuple[Topic, ...] = (
          "{place}楼道暖气管道漏水，水都流到楼梯上结了冰，很容易滑倒，请尽快处理。"),
         ("已协调供热公司入户测温，室温{temp}度，对单元立管进行放风排气后复测达到18度以上，"
          "居民表示认可。",
-         "供热公司已派维修人员到场，更换了漏水阀门并清理楼道积水结冰，供暖恢复正常。",
-         "经查为小区换热站循环泵故障，已维修完毕，网格员已逐户回访确认温度达标。"),
+         "经查为小区换热站循环泵故障，已维修完毕，网格员已逐户回访确认温度达标。",
+         "供热公司已派维修人员到场，更换了漏水阀门并清理楼道积水结冰，供暖恢复正常。"),
+        indoor=True,
     ),
     Topic(
         "fire.corridor_clutter", "report", (8, 2, 0), "urban", 6,
@@ -101,6 +106,7 @@ TOPICS: tuple[Topic, ...] = (
         ("网格员入户宣传消防安全知识，督促住户清理楼道杂物，现已清理完毕并拍照留存。",
          "已劝导住户将电动车移至小区集中充电点，并张贴禁止楼道充电提示。",
          "协调物业和社区志愿者清理楼道废品两车，并与住户签订楼道管理承诺书。"),
+        indoor=True,
     ),
     Topic(
         "environment.garbage", "complaint", (9, 1, 0), "any", 9,
@@ -145,6 +151,7 @@ TOPICS: tuple[Topic, ...] = (
          "后续停水通知。",
          "已联系供电公司抢修，为楼内电缆老化短路，更换后恢复供电。",
          "供水公司已到场冲洗管网并取样检测，水质已恢复正常，已告知居民检测结果。"),
+        indoor=True,
     ),
     Topic(
         "community.pets", "complaint", (10, 0, 0), "urban", 4,
@@ -175,6 +182,7 @@ TOPICS: tuple[Topic, ...] = (
         ("已督促物业联系维保单位更换故障部件，电梯已恢复运行，并经检验合格。",
          "网格员协调维保单位全面检修电梯，已更换钢丝绳和门机，运行正常。",
          "经特种设备检验机构检查，电梯已停用大修，物业承诺一周内完成。"),
+        indoor=True,
     ),
     Topic(
         "environment.straw_burning", "report", (6, 4, 0), "rural", 5,
@@ -193,18 +201,19 @@ TOPICS: tuple[Topic, ...] = (
          "反映{place}道路边沟被垃圾和杂草堵住，一下雨路上就积水。",
          "{place}的桥头路面塌了一块，晚上过车很危险。"),
         ("已上报镇交通站，对破损路段进行碎石垫铺，村里组织人员清理了积水。",
-         "网格员组织村民清理边沟{n}百米，排水已恢复通畅。",
+         "网格员组织村民清理边沟{n}00米，排水已恢复通畅。",
          "已在塌陷处设置警示标志，镇里已安排维修，预计一周内完成。"),
     ),
     Topic(
         "rural.water", "help", (6, 4, 0), "rural", 4,
         ("{place}自来水水压低", "{place}饮水井故障", "{place}停水多日"),
         ("{place}自来水水压太低，一到做饭的时候就没水，已经{days}天了。",
-         "反映{place}村里的饮水井水泵坏了，全组{n}十多户吃水困难。",
+         "反映{place}村里的饮水井水泵坏了，全组{n}0多户吃水困难。",
          "{place}已经停水好几天，村里说是管子冻了，一直没人来修。"),
         ("已协调镇水利站检修加压泵，水压恢复正常。",
          "水利站已更换水泵，恢复供水，网格员逐户确认。",
          "已组织人员对冻裂管道进行更换并做保温处理，供水恢复。"),
+        indoor=True,
     ),
     Topic(
         "policy.social_security", "consultation", (10, 0, 0), "any", 5,
@@ -216,26 +225,28 @@ TOPICS: tuple[Topic, ...] = (
          "来电人表示清楚。",
          "已告知来电人可通过手机APP人脸识别认证，行动不便的可由社区上门协助。",
          "已向来电人解释低保申请条件，并告知到社区提交申请材料，社区将入户调查。"),
-        desk=True,
+        desk=True, indoor=True,
     ),
     Topic(
-        "community.suggestion", "suggestion", (10, 0, 0), "any", 3,
+        "community.suggestion", "suggestion", (10, 0, 0), "urban", 3,
         ("建议{place}增设健身器材", "建议{place}增设公交站点", "建议{place}增加停车位"),
-        ("来电人建议在{place}附近的空地增设一些健身器材，方便老年人锻炼。",
-         "建议在{place}附近增设公交站点，现在最近的站也要走二十多分钟。",
+        ("来电人建议在{place}一带的空地增设一些健身器材，方便老年人锻炼。",
+         "建议在{place}一带增设公交站点，现在最近的站也要走二十多分钟。",
          "{place}停车难，建议利用闲置空地规划一些停车位。"),
         ("已将建议转交相关部门研究，社区已将该空地纳入明年改造计划，已向来电人反馈。",
          "已向公交公司转达建议，公交公司表示将进行客流调研后答复。",
-         "已协调物业对闲置空地进行平整，新增停车位{n}十个。"),
+         "已协调物业对闲置空地进行平整，新增停车位{n}0余个。"),
         desk=True,
     ),
 )
 
 URBAN_SPOTS = (
     "{n}号楼{u}单元", "{n}号楼楼下", "{n}号楼东侧", "小区南门", "小区东门", "小区北侧停车场",
-    "社区卫生服务站门口", "菜市场门口", "幼儿园门前", "公交站旁", "{n}号楼与{m}号楼之间",
-    "社区活动中心旁", "沿街商铺前",
+    "卫生服务站门口", "菜市场门口", "幼儿园门前", "公交站旁", "{n}号楼与{m}号楼之间",
+    "党群服务中心旁", "沿街商铺前",
 )
+URBAN_HOMES = ("{n}号楼{u}单元", "{n}号楼", "{n}号楼{u}单元{f}楼", "{n}号楼{u}单元")
+RURAL_HOMES = ("{n}组", "{n}组{m}号", "村东头", "村西头")
 RURAL_SPOTS = (
     "{n}组", "村东头", "村西头", "村委会门前", "村小学门口", "通村路{n}公里处", "村南大桥旁",
     "{n}组{m}号", "村卫生室旁", "村文化广场", "村北水塘边",
@@ -244,6 +255,7 @@ RURAL_SPOTS = (
 OPENINGS = ("", "", "", "来电人反映：", "市民来电：", "网民留言：")
 CLOSINGS = ("", "", "希望尽快解决。", "请相关部门尽快处理。", "来电人要求回复处理结果。",
             "来电人情绪较急，请尽快处理。")
+DESK_CLOSINGS = ("", "", "来电人要求回复。")
 
 SURNAMES = ("王李张刘陈杨赵黄周吴徐孙马朱胡郭何林高罗郑梁谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋余"
             "于杜叶程魏苏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏付方白邹孟熊秦邱江尹薛闫段雷侯龙"
@@ -271,18 +283,20 @@ def phone_number(rng: random.Random) -> str:
         f"{rng.randint(0, 99_999_999):08d}"
 
 
-def spot(rng: random.Random, rural: bool) -> str:
-    template = rng.choice(RURAL_SPOTS if rural else URBAN_SPOTS)
+def spot(rng: random.Random, rural: bool, indoor: bool = False) -> str:
+    """Where in the village: a building or household for ``indoor`` topics, else outdoors."""
+    homes, spots = (RURAL_HOMES, RURAL_SPOTS) if rural else (URBAN_HOMES, URBAN_SPOTS)
+    template = rng.choice(homes if indoor else spots)
     n = rng.randint(1, 12 if rural else 36)
-    return template.format(n=n, u=rng.randint(1, 6), m=n + rng.randint(1, 4))
+    return template.format(n=n, u=rng.randint(1, 6), m=n + rng.randint(1, 4),
+                           f=rng.randint(2, 18))
 
 
-def _fill(text: str, rng: random.Random, place: str) -> str:
-    return text.format(
-        place=place, days=rng.choice(("两", "三", "四", "五", "七", "十")), hour=rng.randint(5, 8),
-        late=rng.choice(("十", "十一", "十二")), n=rng.randint(2, 6), temp=rng.randint(12, 16),
-        age=rng.randint(60, 82),
-    )
+def _details(rng: random.Random) -> dict[str, Any]:
+    """The numbers one ticket's texts share (the caller's "3 lamps" are the worker's too)."""
+    return {"days": rng.choice(("两", "三", "四", "五", "七", "十")), "hour": rng.randint(5, 8),
+            "late": rng.choice(("十", "十一", "十二")), "n": rng.randint(2, 6),
+            "temp": rng.randint(12, 16), "age": rng.randint(60, 82)}
 
 
 @dataclass(frozen=True)
@@ -295,8 +309,12 @@ class Composed:
 def compose(topic: Topic, rng: random.Random, place: str, short_place: str) -> Composed:
     """A title, a caller's account and the worker's eventual answer for one ticket."""
     variant = rng.randrange(len(topic.contents))
-    title = _fill(topic.titles[variant % len(topic.titles)], rng, short_place)
-    content = rng.choice(OPENINGS) + _fill(topic.contents[variant], rng, place) + \
-        rng.choice(CLOSINGS)
-    reply = _fill(topic.replies[variant % len(topic.replies)], rng, place)
+    details = _details(rng)
+    title = topic.titles[variant % len(topic.titles)].format(place=short_place, **details)
+    content = topic.contents[variant].format(place=place, **details)
+    if not content.startswith(("反映", "来电人", "建议", "举报")):
+        content = rng.choice(OPENINGS) + content
+    if not any(word in content[-14:] for word in ("请", "希望", "建议")):
+        content += rng.choice(DESK_CLOSINGS if topic.desk else CLOSINGS)
+    reply = topic.replies[variant % len(topic.replies)].format(place=place, **details)
     return Composed(title[:200], content, reply)
