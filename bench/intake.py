@@ -297,7 +297,11 @@ def _child_main() -> None:
     cfg = json.loads(sys.stdin.read())
     mode = cfg["mode"]
     runner = {"closed": closed_loop, "open": open_loop, "sequential": sequential_actions}[mode]
-    print(json.dumps(runner(cfg)))
+    before = os.times()
+    result = runner(cfg)
+    after = os.times()
+    result["client_cpu_s"] = round(after.user + after.system - before.user - before.system, 3)
+    print(json.dumps(result))
 
 
 def run_child(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -427,6 +431,68 @@ def _seed_grid(township: Any, village_code: str, lng: float, lat: float) -> bool
     return True
 
 
+# ---------------------------------------------------------------- CPU accounting
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def pg_backends(url: str) -> list[int]:
+    """The server processes serving connections to the bench database."""
+    import sqlalchemy as sa
+
+    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    base, name = url.rsplit("/", 1)
+    engine = sa.create_engine(base + "/postgres")
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+            ).scalars())
+    finally:
+        engine.dispose()
+
+
+class CpuMeter:
+    """CPU used by the server side (gunicorn workers, database backends, Redis) between
+    :meth:`start` and :meth:`stop`; processes that appear meanwhile count from zero."""
+
+    def __init__(self, pids: Callable[[], dict[str, list[int]]]) -> None:
+        self.pids = pids
+        self.before: dict[int, float] = {}
+
+    def start(self) -> None:
+        self.before = {pid: cpu_seconds(pid) for group in self.pids().values() for pid in group}
+
+    def stop(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for name, group in self.pids().items():
+            used[name] = round(sum(max(0.0, cpu_seconds(pid) - self.before.get(pid, 0.0))
+                                   for pid in group), 3)
+        return used
+
+
 # ---------------------------------------------------------------- gunicorn
 
 SERVER_CODE = """
@@ -538,21 +604,32 @@ def statement_counts(app: Any, token: str, addresses: list[dict[str, Any]]) -> d
     return result
 
 
-def inprocess_accept(app: Any, token: str, addresses: list[dict[str, Any]],
-                     repeat: int) -> dict[str, Any]:
-    """Accept through the Flask test client: the app's own cost, no HTTP server, one thread."""
+def inprocess_accept(app: Any, token: str, addresses: list[dict[str, Any]], repeat: int,
+                     db_pids: Callable[[], list[int]]) -> dict[str, Any]:
+    """Accept through the Flask test client: the app's own cost, no HTTP server, one thread.
+
+    Also the CPU per accept of this process and of the database's backends: on a busy
+    machine wall times stretch, CPU time much less.
+    """
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(13)
     times = []
-    for _ in range(repeat):
-        body = make_body(rng, addresses)
+    bodies = [make_body(rng, addresses) for _ in range(repeat)]
+    meter = CpuMeter(lambda: {"db": db_pids()})
+    meter.start()
+    cpu0 = time.process_time()
+    for body in bodies:
         key = str(uuid.uuid4())
         times.append(_timed(lambda b=body, k=key: client.post(
             "/api/v1/tickets", json=b, headers={**headers, "Idempotency-Key": k})))
+    app_cpu = time.process_time() - cpu0
+    db_cpu = meter.stop()["db"]
     times.sort()
     return {"n": repeat, "p50_ms": _ms(_percentile(times, 50)),
-            "p95_ms": _ms(_percentile(times, 95))}
+            "p95_ms": _ms(_percentile(times, 95)),
+            "app_cpu_ms": round(1000 * app_cpu / repeat, 2),
+            "db_cpu_ms": round(1000 * db_cpu / repeat, 2)}
 
 
 def _accepted_numbers(app: Any, username: str, limit: int) -> list[str]:
@@ -579,7 +656,8 @@ _plain_seq = itertools.count(1)
 
 def _plain_append_event(stream: str, kind: str, *, actor: Any | None,
                         data: dict[str, Any] | None = None, ticket_id: int | None = None,
-                        at: Any = None, head_locked: bool = False) -> Any:
+                        at: Any = None, head_locked: bool = False,
+                        **_ignored: Any) -> Any:
     """The same event row without the chain: no head row read or written, no canonical
     JSON, no HMAC. Rows go to a stream of their own, numbered by a process counter, so they
     never collide with the real chain."""
@@ -635,29 +713,67 @@ def dispatch_inprocess(app: Any, numbers: list[str], *, plain_audit: bool,
     return times
 
 
-def audit_overhead(app: Any, numbers: list[str], blocks: int,
-                   flip: dict[str, int]) -> dict[str, Any]:
-    """Interleaved blocks (ABBA…) of real vs plain-audit dispatches; medians compared."""
-    real: list[float] = []
-    plain: list[float] = []
+def dispatch_request(app: Any, token: str, numbers: list[str], *, plain_audit: bool,
+                     flip: dict[str, int]) -> list[float]:
+    """Time whole dispatch requests through the Flask test client (token lookup,
+    Idempotency-Key, route, operation, commit, JSON), without an HTTP server."""
+    from server.tickets import operations as ops
+
+    targets = ("210102", "210103")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    original = ops.append_event
+    if plain_audit:
+        ops.append_event = _plain_append_event  # type: ignore[assignment]
+    times: list[float] = []
+    try:
+        for number in numbers:
+            i = flip.get(number, 0)
+            flip[number] = i + 1
+            t0 = time.perf_counter()
+            response = client.post(f"/api/v1/tickets/{number}/dispatch",
+                                   json={"unit": targets[i % 2]},
+                                   headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+            times.append(time.perf_counter() - t0)
+            if response.status_code != 200:
+                raise RuntimeError(f"dispatch {number}: {response.get_json()}")
+    finally:
+        ops.append_event = original  # type: ignore[assignment]
+    return times
+
+
+def audit_overhead(run: Callable[..., list[float]], numbers: list[str], blocks: int,
+                   flip: dict[str, int], scope: str,
+                   db_pids: Callable[[], list[int]]) -> dict[str, Any]:
+    """Interleaved blocks (ABBA…) of real vs plain-audit dispatches, compared by median
+    wall time and by CPU (this process plus the database backends) per action."""
+    wall: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, float] = {False: 0.0, True: 0.0}
     # Warm both paths before measuring.
-    dispatch_inprocess(app, numbers[:20], plain_audit=False, flip=flip)
-    dispatch_inprocess(app, numbers[:20], plain_audit=True, flip=flip)
+    run(numbers[:20], plain_audit=False, flip=flip)
+    run(numbers[:20], plain_audit=True, flip=flip)
     per_block = max(1, len(numbers) // 2)
+    meter = CpuMeter(lambda: {"db": db_pids()})
     for b in range(blocks):
         chunk = numbers[(b % 2) * per_block:(b % 2 + 1) * per_block]
         order = (False, True) if b % 2 == 0 else (True, False)
         for plain_audit in order:
-            times = dispatch_inprocess(app, chunk, plain_audit=plain_audit, flip=flip)
-            (plain if plain_audit else real).extend(times)
-    real_med = statistics.median(real)
-    plain_med = statistics.median(plain)
+            meter.start()
+            cpu0 = time.process_time()
+            wall[plain_audit].extend(run(chunk, plain_audit=plain_audit, flip=flip))
+            cpu[plain_audit] += time.process_time() - cpu0 + meter.stop()["db"]
+    real_med, plain_med = statistics.median(wall[False]), statistics.median(wall[True])
+    n = len(wall[False])
+    real_cpu, plain_cpu = cpu[False] / n, cpu[True] / n
     return {
-        "action": "dispatch (lock + check + do + commit, in-process)",
-        "n_each": len(real),
+        "action": f"dispatch ({scope})",
+        "n_each": n,
         "with_chain_p50_ms": _ms(real_med),
         "plain_insert_p50_ms": _ms(plain_med),
         "added_pct": round(100 * (real_med - plain_med) / plain_med, 1),
+        "with_chain_cpu_ms": _ms(real_cpu),
+        "plain_insert_cpu_ms": _ms(plain_cpu),
+        "added_pct_cpu": round(100 * (real_cpu - plain_cpu) / plain_cpu, 1),
     }
 
 
@@ -725,20 +841,37 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 log(f"[{kind}] gunicorn {args.workers} workers x {args.threads} threads on "
                     f"port {server.port}; warm-up {args.warmup}s")
                 run_child({**base, "mode": "closed", "seconds": args.warmup, "seed": 999})
+                redis_pid = int((home / "redis" / "redis.pid").read_text().strip())
+                meter = CpuMeter(lambda: {
+                    "app": children_of(server.proc.pid),
+                    "db": pg_backends(url) if kind == "postgres" else [],
+                    "redis": [redis_pid],
+                })
                 closed_rounds, open_rounds = [], []
                 for r in range(args.rounds):
                     load = os.getloadavg()[0]
+                    meter.start()
                     res = run_child({**base, "mode": "closed", "seconds": args.seconds, "seed": r})
+                    used = meter.stop()
+                    used["client"] = res.pop("client_cpu_s")
                     res["loadavg_1m_before"] = load
+                    res["cpu_ms_per_ticket"] = {
+                        k: round(1000 * v / res["ok"], 2) if res["ok"] else None
+                        for k, v in used.items()}
+                    server_ms = sum(v for k, v in res["cpu_ms_per_ticket"].items()
+                                    if k != "client" and v is not None)
+                    res["cpu_ms_per_ticket"]["server"] = round(server_ms, 2)
                     closed_rounds.append(res)
                     log(f"[{kind}] round {r + 1} closed: {res['per_s']}/s p50 {res['p50_ms']} "
-                        f"p95 {res['p95_ms']} p99 {res['p99_ms']} ms, errors {res['errors']}")
+                        f"p95 {res['p95_ms']} p99 {res['p99_ms']} ms, errors {res['errors']}; "
+                        f"CPU ms/ticket {res['cpu_ms_per_ticket']} (load {load:.1f})")
                     if args.rate:
                         load = os.getloadavg()[0]
                         res = run_child({**base, "mode": "open", "seconds": args.seconds,
                                          "rate": args.rate, "seed": 100 + r,
                                          "clients": max(args.clients, 16)})
                         res["loadavg_1m_before"] = load
+                        res.pop("client_cpu_s", None)
                         open_rounds.append(res)
                         log(f"[{kind}] round {r + 1} open @{args.rate}/s: {res['per_s']}/s "
                             f"p50 {res['p50_ms']} p95 {res['p95_ms']} p99 {res['p99_ms']} ms, "
@@ -749,6 +882,7 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     **base, "mode": "sequential",
                     "requests": [[f"/api/v1/tickets/{n}/dispatch", {"unit": "210102"}]
                                  for n in http_numbers]})
+                dispatch_http.pop("client_cpu_s", None)
                 log(f"[{kind}] dispatch over HTTP: p50 {dispatch_http['p50_ms']} ms "
                     f"(n={dispatch_http['ok']}, errors {dispatch_http['errors']})")
             finally:
@@ -756,8 +890,11 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
             counts = statement_counts(app, seeded["token"], seeded["addresses"])
             log(f"[{kind}] statements: accept {counts['accept']}, dispatch {counts['dispatch']}")
-            accept_inproc = inprocess_accept(app, seeded["token"], seeded["addresses"], 200)
-            log(f"[{kind}] accept in-process: p50 {accept_inproc['p50_ms']} ms")
+            accept_inproc = inprocess_accept(
+                app, seeded["token"], seeded["addresses"], 200,
+                lambda: pg_backends(url) if kind == "postgres" else [])
+            log(f"[{kind}] accept in-process: p50 {accept_inproc['p50_ms']} ms, CPU "
+                f"{accept_inproc['app_cpu_ms']} ms app + {accept_inproc['db_cpu_ms']} ms db")
             flip: dict[str, int] = {}
             dispatch_inproc_times = sorted(
                 dispatch_inprocess(app, rest, plain_audit=False, flip=flip))
@@ -765,9 +902,22 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                                "p50_ms": _ms(_percentile(dispatch_inproc_times, 50)),
                                "p95_ms": _ms(_percentile(dispatch_inproc_times, 95))}
             log(f"[{kind}] dispatch in-process: p50 {dispatch_inproc['p50_ms']} ms")
-            audit = audit_overhead(app, rest, args.audit_blocks, flip)
-            log(f"[{kind}] audit chain: {audit['with_chain_p50_ms']} vs "
-                f"{audit['plain_insert_p50_ms']} ms → +{audit['added_pct']} %")
+            db_pids = (lambda: pg_backends(url)) if kind == "postgres" else (lambda: [])
+            half = len(rest) // 2
+            audit = {
+                "operation": audit_overhead(
+                    lambda nums, **kw: dispatch_inprocess(app, nums, **kw), rest[:half],
+                    args.audit_blocks, flip, "lock + check + do + commit, in-process", db_pids),
+                "request": audit_overhead(
+                    lambda nums, **kw: dispatch_request(app, seeded["token"], nums, **kw),
+                    rest[half:], args.audit_blocks, flip,
+                    "whole request through the Flask test client", db_pids),
+            }
+            for scope, a in audit.items():
+                log(f"[{kind}] audit chain, {scope}: {a['with_chain_p50_ms']} vs "
+                    f"{a['plain_insert_p50_ms']} ms → +{a['added_pct']} % (wall), CPU "
+                    f"{a['with_chain_cpu_ms']} vs {a['plain_insert_cpu_ms']} ms → "
+                    f"+{a['added_pct_cpu']} %")
             if args.profile:
                 profile_accepts(app, seeded["token"], seeded["addresses"], args.profile,
                                 ROOT / "bench" / "results" / f"accept-{kind}.prof")
@@ -783,11 +933,18 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "server": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
         "closed_loop": {"clients": args.clients, "seconds": args.seconds,
                         "rounds": closed_rounds,
-                        "median": {k: median_of(closed_rounds, k) for k in
-                                   ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}},
+                        "median": {
+                            **{k: median_of(closed_rounds, k) for k in
+                               ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
+                                "loadavg_1m_before")},
+                            "cpu_ms_per_ticket": {
+                                k: median_of([r["cpu_ms_per_ticket"] for r in closed_rounds], k)
+                                for k in ("app", "db", "redis", "server", "client")},
+                        }},
         "open_loop": {"rate": args.rate, "seconds": args.seconds, "rounds": open_rounds,
                       "median": {k: median_of(open_rounds, k) for k in
-                                 ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}},
+                                 ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
+                                  "loadavg_1m_before")}},
         "dispatch_http": dispatch_http,
         "dispatch_inprocess": dispatch_inproc,
         "accept_inprocess": accept_inproc,
@@ -819,32 +976,52 @@ def machine() -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    """The Markdown tables docs/performance.md quotes (medians of the rounds)."""
     def cell(value: Any) -> str:
         return "–" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
-    lines = ["| database | load | tickets/s | p50 ms | p95 ms | p99 ms | errors |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    keys = ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors", "loadavg_1m_before")
+    lines = ["| database | load | tickets/s | p50 ms | p95 ms | p99 ms | errors | load avg |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         c = r["closed_loop"]["median"]
         lines.append(f"| {r['database']} | closed loop, {r['closed_loop']['clients']} clients | "
-                     + " | ".join(cell(c[k]) for k in ("per_s", "p50_ms", "p95_ms", "p99_ms",
-                                                       "errors")) + " |")
+                     + " | ".join(cell(c[k]) for k in keys) + " |")
         if r["open_loop"]["rounds"]:
             o = r["open_loop"]["median"]
             lines.append(f"| {r['database']} | open loop, {r['open_loop']['rate']}/s offered | "
-                         + " | ".join(cell(o[k]) for k in ("per_s", "p50_ms", "p95_ms",
-                                                           "p99_ms", "errors")) + " |")
-    lines += ["", "| database | dispatch HTTP p50 ms | dispatch in-process p50 ms | "
-              "accept in-process p50 ms | SQL per accept | SQL per dispatch | audit chain adds |",
+                         + " | ".join(cell(o.get(k)) for k in keys) + " |")
+    cpus = os.cpu_count() or 1
+    lines += ["", "| database | CPU ms per accepted ticket: app | db | redis | server total | "
+              f"load generator | server-side ceiling on {cpus} idle cores |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
+        c = r["closed_loop"]["median"]["cpu_ms_per_ticket"]
+        ceiling = round(1000 * cpus / c["server"]) if c.get("server") else None
+        lines.append(f"| {r['database']} | " + " | ".join(
+            cell(c.get(k)) for k in ("app", "db", "redis", "server", "client"))
+            + f" | {cell(ceiling)}/s |")
+    lines += ["", "| database | dispatch HTTP p50 ms | dispatch in-process p50 ms | "
+              "accept in-process p50 ms | accept in-process CPU ms (app + db) | "
+              "SQL per accept | SQL per dispatch |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        a = r["accept_inprocess"]
         lines.append(
             f"| {r['database']} | {cell(r['dispatch_http']['p50_ms'])} | "
             f"{cell(r['dispatch_inprocess']['p50_ms'])} | "
-            f"{cell(r['accept_inprocess']['p50_ms'])} | "
+            f"{cell(a['p50_ms'])} | {cell(a['app_cpu_ms'])} + {cell(a['db_cpu_ms'])} | "
             f"{r['statements']['accept']['statements']} | "
-            f"{r['statements']['dispatch']['statements']} | "
-            f"{r['audit_overhead']['added_pct']} % |")
+            f"{r['statements']['dispatch']['statements']} |")
+    lines += ["", "| database | audit chain adds to a dispatch | wall p50 with / without | "
+              "wall added | CPU with / without | CPU added |", "|---|---|---:|---:|---:|---:|"]
+    for r in results:
+        for scope, a in r["audit_overhead"].items():
+            lines.append(
+                f"| {r['database']} | {scope} | {cell(a['with_chain_p50_ms'])} / "
+                f"{cell(a['plain_insert_p50_ms'])} ms | {a['added_pct']} % | "
+                f"{cell(a['with_chain_cpu_ms'])} / {cell(a['plain_insert_cpu_ms'])} ms | "
+                f"{a['added_pct_cpu']} % |")
     return "\n".join(lines)
 
 

@@ -40,7 +40,7 @@ ETHNIC = (r"(?:满|蒙古|朝鲜|锡伯|回|壮|苗|土家|藏|维吾尔|彝|瑶
 REVOKED = re.compile(r"[（(]撤销[）)]$")
 #: Words that, right after a place's short name, make it a street or a building.
 STREET_WORDS = ("路", "街", "大街", "大路", "道", "巷", "胡同", "里", "桥", "广场", "公园", "小区",
-                "花园", "大厦", "中学", "小学", "医院", "市场", "商场", "站", "机场", "港")
+                "花园", "大厦", "中学", "小学", "医院", "市场", "商场", "机场")
 #: Abbreviations that no suffix rule produces.
 ABBREVIATIONS = {
     "喀喇沁左翼蒙古族自治县": ("喀左", "喀左县"),
@@ -227,14 +227,19 @@ class NameIndex:
             if m.weight > weight.get(uid, 0.0) or better_point:
                 weight[uid] = m.weight
                 best_mention[uid] = m
+        spans: dict[tuple[int, int], list[Mention]] = {}
+        by_unit: dict[int, list[Mention]] = {}
+        for m in mentions:
+            spans.setdefault((m.start, m.end), []).append(m)
+            by_unit.setdefault(m.entry.unit_id, []).append(m)
         scores: dict[int, float] = {}
+        support_of: dict[int, int] = {}
+        conflict_of: dict[int, float] = {}
         for uid, own in weight.items():
             if own < MIN_OWN_WEIGHT:
                 continue
-            info = self.units[uid]
-            support = sum(weight.get(a, 0.0) for a in info.ancestors)
-            conflict = sum(w for other, w in weight.items() if not self._related(uid, other))
-            scores[uid] = own + support - 0.5 * conflict
+            scores[uid], support_of[uid], conflict_of[uid] = self._score(
+                uid, best_mention[uid], by_unit, spans)
         if not scores:
             return AddressMatch(None, 0.0, "address names only streets or places we cannot "
                                 "place", mentions=mentions)
@@ -248,9 +253,8 @@ class NameIndex:
             if within is not None and chosen in within.ancestors:
                 return AddressMatch(None, 0.1, f"address names only {info.name}, above "
                                     f"{within.name}", mentions=mentions)
-            supported = [a for a in info.ancestors if a in weight]
-            contradicted = any(not self._related(chosen, o) for o in weight)
-            confidence = min(0.75, 0.5 + 0.1 * len(supported)) - (0.1 if contradicted else 0.0)
+            contradicted = conflict_of[chosen] > 0
+            confidence = min(0.75, 0.5 + 0.1 * support_of[chosen]) - (0.1 if contradicted else 0)
             m = best_mention[chosen]
             via = "the gazetteer entry" if m.entry.gazetteer_id else "the name"
             reason = f"address resolved to {info.name} by {via} {m.text}"
@@ -274,15 +278,42 @@ class NameIndex:
         return AddressMatch(common, 0.3, f"address is ambiguous between {names}; resolved to "
                             f"{self.units[common].name}", mentions=mentions)
 
+    def _score(self, uid: int, own: Mention, by_unit: dict[int, list[Mention]],
+               spans: dict[tuple[int, int], list[Mention]]) -> tuple[float, int, float]:
+        """(score, ancestors that support it, weight of what contradicts it) for one reading.
+
+        One piece of text is read once: 北镇 in “锦州北镇赵屯” is the county 北镇市 *or* its
+        北镇街道, so once it supports the county it is not also a rival township; seven
+        站前街道 at the same place are alternative readings, not seven contradictions. A piece
+        of text contradicts a candidate only when no reading of it is related to it.
+        """
+        used = {(own.start, own.end)}
+        support = 0.0
+        supporters = 0
+        for ancestor in self.units[uid].ancestors:
+            options = [m for m in by_unit.get(ancestor, ()) if (m.start, m.end) not in used]
+            if options:
+                best = max(options, key=lambda m: m.weight)
+                support += best.weight
+                supporters += 1
+                used.add((best.start, best.end))
+        conflict = 0.0
+        for span, readings in spans.items():
+            if span in used or any(self._related(uid, m.entry.unit_id) for m in readings):
+                continue
+            conflict += max(m.weight for m in readings)
+        return own.weight + support - 0.5 * conflict, supporters, conflict
+
     def misspelt_child(self, text: str, parent: int) -> tuple[int, str] | None:
-        """A unit directly under ``parent`` whose full name (4+ characters) appears in
-        ``text`` with exactly one character wrong, not its last (浑河弯街道 → 浑河湾街道): call
-        takers type by sound. Only when exactly one child fits, so it never guesses."""
+        """A unit directly under ``parent`` whose full name appears in ``text`` with exactly
+        one character wrong, not its last (浑河弯街道 → 浑河湾街道, 冬汤镇 → 东汤镇): call takers
+        type by sound. Names of three characters only with a one-character suffix (镇, 乡);
+        and only when exactly one child fits, so it never guesses."""
         found: dict[int, str] = {}
         for uid in self.children.get(parent, ()):
             name = self.full_names[uid]
             n = len(name)
-            if n < 4:
+            if n < 3 or (n == 3 and name[-1] not in "镇乡"):
                 continue
             for i in range(len(text) - n + 1):
                 window = text[i:i + n]

@@ -24,6 +24,10 @@ login_manager = LoginManager()
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> User | None:
+    """The session's user — unless the request carries a bearer token, which then decides
+    alone (a system calling with a token must not turn into whoever's cookie is present)."""
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        return None
     if not user_id.isdigit():
         return None
     user = db.session.get(User, int(user_id))

@@ -123,7 +123,8 @@ def test_the_board_decides_a_pending_extension(client, app, world) -> None:  # t
     html = client.get("/board").get_data(as_text=True)
     assert "批准延期 10 个工作日" in html
     token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
-    item_id = [i for i in rows(app, Escalation, resolved_at=None) if i["clock"] == "reply"][0]["id"]
+    item_id = next(i for i in rows(app, Escalation, resolved_at=None)
+                   if i["clock"] == "reply")["id"]
     resp = client.post(f"/board/escalations/{item_id}/extend",
                        data={"csrf_token": token, "approve": "1"})
     assert resp.status_code == 302

@@ -13,6 +13,7 @@ drawn from its Hypothesis strategies directly, one operation after another, on o
 
 from __future__ import annotations
 
+import os
 import zlib
 from typing import Any
 
@@ -25,7 +26,7 @@ from schemathesis.checks import not_a_server_error
 
 from tests.conftest import World
 
-EXAMPLES = 15
+EXAMPLES = int(os.environ.get("YIHAO_FUZZ_EXAMPLES", "15"))
 
 
 def _real_number(case: Any, numbers: list[str]) -> None:
@@ -38,8 +39,16 @@ def _real_number(case: Any, numbers: list[str]) -> None:
 
 
 def _content_type(response: Any) -> str:
-    value = response.headers.get("Content-Type", [""])
-    return str(value[0] if isinstance(value, list) else value)
+    """Schemathesis keeps headers with lowercase names and list values."""
+    return str((response.headers.get("content-type") or [""])[0])
+
+
+def _detail(exc: BaseException) -> str:
+    """Schemathesis puts the reproducing request in the group's notes and sub-exceptions."""
+    parts = [str(exc), *getattr(exc, "__notes__", [])]
+    for sub in getattr(exc, "exceptions", ()):
+        parts += [repr(sub), *getattr(sub, "__notes__", [])]
+    return "\n".join(parts)
 
 
 @pytest.mark.slow
@@ -68,7 +77,7 @@ def test_no_input_makes_a_server_error(app: Flask, world: World, walk: Any,
 
         try:
             fuzz()
-        except Exception as exc:  # gather every operation's failure, then report them all
-            failures.append(f"--- {operation.label} ({mode}):\n{exc}")
+        except (Exception, BaseExceptionGroup) as exc:  # gather all, then report them all
+            failures.append(f"--- {operation.label} ({mode}): {exc!r}\n{_detail(exc)}")
     assert operations >= 20, "the document lost operations"
     assert not failures, "\n".join(failures)

@@ -171,3 +171,15 @@ def test_createtoken_and_bearer_login(app, world, client):
     assert bad.status_code == 401 and bad.get_json()["code"] == "not_authenticated"
     missing = app.test_cli_runner().invoke(main, ["createtoken", "nobody"])
     assert missing.exit_code != 0 and "no user nobody" in missing.output
+
+
+def test_bearer_token_wins_over_a_session_cookie(world, client):
+    from tests.conftest import PASSWORD
+
+    login = client.post("/api/v1/session", json={"username": "county", "password": PASSWORD})
+    assert login.status_code == 200
+    assert client.get("/api/v1/me").get_json()["user"]["username"] == "county"
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {world.tokens['worker']}"})
+    assert me.get_json()["user"]["username"] == "worker"
+    bad = client.get("/api/v1/me", headers={"Authorization": "Bearer yh_forged"})
+    assert bad.status_code == 401

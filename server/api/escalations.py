@@ -187,7 +187,6 @@ def list_rules():  # type: ignore[no-untyped-def]
     """System-wide rules and those of the scopes above and below the caller's unit."""
     actor = current_actor()
     _may_see_rules(actor)
-    esc_ops.state(lock=False)
     rows = db.session.execute(
         sa.select(SlaRule, Unit).outerjoin(Unit, Unit.id == SlaRule.scope_unit_id)
         .order_by(SlaRule.clock, SlaRule.id)).all()
@@ -215,6 +214,7 @@ def save_rule():  # type: ignore[no-untyped-def]
 @bp.post("/sla-rules/<code>/<verb>")
 def enable_rule(code: str, verb: str):  # type: ignore[no-untyped-def]
     """``enable`` or ``disable`` a rule (disabling clears its escalations, stops its alerts)."""
+    current_actor()
     if verb not in ("enable", "disable"):
         raise NotFound(f"no action {verb!r}", code="unknown_action")
 
@@ -236,7 +236,6 @@ def get_calendar():  # type: ignore[no-untyped-def]
     year has been entered (else its deadlines are provisional)."""
     current_actor()
     year = int_arg("year", utcnow().year, 2000, 2100)
-    esc_ops.state(lock=False)
     days = db.session.execute(
         sa.select(CalendarDay).where(CalendarDay.day >= date(year, 1, 1),
                                      CalendarDay.day <= date(year, 12, 31))

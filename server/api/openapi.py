@@ -139,6 +139,9 @@ def build_openapi() -> dict[str, Any]:
                 "responses": _responses(200, None, 403, 404, 409),
             }
         }
+    from .escalations import openapi_paths as escalation_paths
+
+    paths.update(escalation_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Yihao (一号) API", "version": "1",

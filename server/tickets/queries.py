@@ -40,6 +40,8 @@ def get_visible_ticket(user: User, number: str, *, lock: bool = False) -> Ticket
     database write lock first (pysqlite opens the transaction at the first write), and the
     row is then read again, fresh, so two writers can never act on the same stale state.
     """
+    if "\x00" in number:  # PostgreSQL cannot even compare such text; no number holds it
+        raise NotFound(f"ticket {number} not found", code="ticket_not_found")
     query = visible_tickets(user).where(Ticket.number == number)
     if lock:
         if db.engine.dialect.name == "sqlite":

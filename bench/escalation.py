@@ -1,0 +1,437 @@
+"""Escalation benchmark: the deadline scan over a million open tickets, 1 % of them due.
+
+What it does, per database (a SQLite file — the embedded default — and PostgreSQL):
+
+1. builds a fresh database (SQLite in a temporary ``YIHAO_HOME``; PostgreSQL database
+   ``yihao_bench_esc``, dropped and recreated), migrates it (which seeds the calendar and the
+   default rules) and creates a small tree: a county, ``--townships`` townships, ten villages
+   each, one grid worker per village and station staff per township;
+2. inserts ``--tickets`` open tickets, each with its open reply clock, set-based
+   (``generate_series`` on PostgreSQL, ``executemany`` on SQLite): 1 % of the clocks are due
+   at the scan instant (``--due-share``), split between due-soon reminders and overdue
+   escalations (``--overdue``), the rest due days later;
+3. times, counting SQL statements:
+
+   - *empty scan*: a scan when nothing is due — what every minute costs with 1 M open;
+   - *find*: the two index range reads that list what is due;
+   - *due-soon scan*: the set-based reminders (fired rows, clock updates, in-app notices) and
+     the per-person digests (outbound SMS messages in the outbox) for all due-soon clocks;
+   - *escalation scan*: the overdue clocks, each under its ticket's row lock through
+     ``check_escalate`` / ``do_escalate`` (ticket event, board item, notices);
+   - *recompute*: a rule change recomputing ``--recompute`` open clocks (set-based).
+
+The scan instant is frozen (Wednesday 12 March 2025, 10:00 Shanghai: working hours, so the
+digests go out in the same scan). Loopback only; sizes are capped.
+
+    .venv/bin/python bench/escalation.py --db both
+    .venv/bin/python bench/escalation.py --db sqlite --tickets 100000   # a quick look
+
+Writes the raw numbers as JSON (``--json``, default ``bench/results/escalation.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_JSON = ROOT / "bench" / "results" / "escalation.json"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/yihao_bench_esc"
+MAX_TICKETS = 2_000_000
+NOW = datetime(2025, 3, 12, 2, 0, tzinfo=UTC)  # Wednesday 10:00 in Shanghai
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def recreate_pg(url: str) -> None:
+    import sqlalchemy as sa
+
+    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    base, name = url.rsplit("/", 1)
+    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+
+@contextmanager
+def counting(engine: Any) -> Iterator[list[str]]:
+    """Statements sent to the database inside the block (an executemany counts once)."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+# ---------------------------------------------------------------- the data
+
+
+def make_tree(townships: int) -> dict[str, Any]:
+    import hierarchy.models
+    from hierarchy.models import Level, Role
+    from hierarchy.operations import do_create_unit, do_create_user
+    from server.core.db import db
+
+    hierarchy.models.PASSWORD_METHOD = "pbkdf2:sha256:1000"  # bench accounts only
+    province = do_create_unit(None, code="210000", name="辽宁省", level=Level.province,
+                              parent=None)
+    city = do_create_unit(None, code="210100", name="沈阳市", level=Level.city, parent=province)
+    county = do_create_unit(None, code="210102", name="和平区", level=Level.county, parent=city)
+    hotline = do_create_user(None, username="hotline", display_name="hotline",
+                             role=Role.platform, unit=province, password="bench-password")
+    do_create_user(None, username="county", display_name="county", role=Role.supervisor,
+                   unit=county, password="bench-password")
+    villages: list[tuple[int, str, int]] = []
+    for t in range(townships):
+        town = do_create_unit(None, code=f"210102{t + 1:03d}", name=f"街道{t + 1}",
+                              level=Level.township, parent=county)
+        do_create_user(None, username=f"station-{t}", display_name=f"station-{t}",
+                       role=Role.station, unit=town, password="bench-password",
+                       phone="13800000000")
+        for v in range(10):
+            village = do_create_unit(None, code=f"{town.code}{v + 1:03d}",
+                                     name=f"社区{t + 1}-{v + 1}", level=Level.village,
+                                     parent=town)
+            worker = do_create_user(None, username=f"w-{village.code}",
+                                    display_name=f"w-{village.code}", role=Role.grid_worker,
+                                    unit=village, password="bench-password",
+                                    phone="13900000000")
+            db.session.flush()
+            villages.append((village.id, village.path, worker.id))
+    db.session.commit()
+    return {"province": province.id, "hotline": hotline.id, "villages": villages}
+
+
+def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: float) -> dict[
+        str, int]:
+    """``n`` open tickets and their reply clocks; every ``due_every``-th clock is due."""
+    import sqlalchemy as sa
+
+    from server.core.db import db
+
+    villages = tree["villages"]
+    soon_every = due_every
+    overdue_mod = max(1, round(1 / overdue_share)) if overdue_share else 0
+    if db.engine.dialect.name == "postgresql":
+        ids = "ARRAY[" + ",".join(str(v[0]) for v in villages) + "]"
+        paths = "ARRAY[" + ",".join(f"'{v[1]}'" for v in villages) + "]::text[]"
+        workers = "ARRAY[" + ",".join(str(v[2]) for v in villages) + "]"
+        k = len(villages)
+        db.session.execute(sa.text(f"""
+            INSERT INTO tickets (id, number, source, type, title, content, urgency, status,
+                unit_id, assignee_id, accepting_unit_id, created_by_id, reporter_anonymous,
+                accepted_at, response_due, handling_due, deadline_provisional, extension_count,
+                urge_count, reopen_count, version, updated_at)
+            SELECT g, 'B' || lpad(g::text, 10, '0'), 'hotline', 'complaint', '路灯不亮',
+                '小区门口路灯连续一周不亮。', 'normal', 'in_progress', ({ids})[1 + g % {k}],
+                ({workers})[1 + g % {k}], :province, :hotline, true, :acc, :acc, :due, false,
+                0, 0, 0, 1, :acc
+            FROM generate_series(1, :n) AS g"""),
+            {"n": n, "province": tree["province"], "hotline": tree["hotline"],
+             "acc": NOW - timedelta(days=1), "due": NOW + timedelta(days=4)})
+        db.session.execute(sa.text("SELECT setval('tickets_id_seq', :n)"), {"n": n})
+        overdue_case = (f"g % {soon_every} = 0 AND (g / {soon_every}) % {overdue_mod} = 0"
+                        if overdue_mod else "false")
+        db.session.execute(sa.text(f"""
+            INSERT INTO clocks (ticket_id, cycle, kind, seq, rule_code, calendar_version,
+                ticket_type, category_code, urgency, level, scope_path, unit_id, unit_path,
+                assignee_id, started_at, due_at, due_soon_at, extended_days, suspended_seconds,
+                excused, provisional, step, next_fire_at)
+            SELECT g, 0, 'reply', 1, 'default.reply', 1, 'complaint', NULL, 'normal',
+                'village', ({paths})[1 + g % {k}], ({ids})[1 + g % {k}],
+                ({paths})[1 + g % {k}], ({workers})[1 + g % {k}],
+                CASE WHEN {overdue_case} THEN :o_start
+                     WHEN g % {soon_every} = 0 THEN :s_start ELSE :n_start END,
+                CASE WHEN {overdue_case} THEN :o_due
+                     WHEN g % {soon_every} = 0 THEN :s_due ELSE :n_due END,
+                CASE WHEN {overdue_case} THEN :o_soon
+                     WHEN g % {soon_every} = 0 THEN :s_soon ELSE :n_soon END,
+                0, 0, false, false,
+                CASE WHEN {overdue_case} THEN 1 ELSE 0 END,
+                CASE WHEN {overdue_case} THEN :o_due
+                     WHEN g % {soon_every} = 0 THEN :s_soon ELSE :n_soon END
+            FROM generate_series(1, :n) AS g"""), {"n": n, **_times()})
+        db.session.commit()
+        db.session.execute(sa.text("ANALYZE tickets"))
+        db.session.execute(sa.text("ANALYZE clocks"))
+        db.session.commit()
+    else:
+        raw = db.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            t = _times(sqlite=True)
+            chunk = 50_000
+            for lo in range(1, n + 1, chunk):
+                hi = min(n, lo + chunk - 1)
+                rows = []
+                clocks = []
+                for g in range(lo, hi + 1):
+                    vid, vpath, wid = villages[g % len(villages)]
+                    rows.append((g, f"B{g:010d}", vid, wid, tree["province"], tree["hotline"],
+                                 t["acc"], t["acc"], t["due"], t["acc"]))
+                    due = g % soon_every == 0
+                    over = due and overdue_mod and (g // soon_every) % overdue_mod == 0
+                    p = "o" if over else ("s" if due else "n")
+                    clocks.append((g, vpath, vid, vpath, wid, t[f"{p}_start"], t[f"{p}_due"],
+                                   t[f"{p}_soon"], 1 if over else 0,
+                                   t["o_due"] if over else t[f"{p}_soon"]))
+                cur.executemany(
+                    "INSERT INTO tickets (id, number, source, type, title, content, urgency, "
+                    "status, unit_id, assignee_id, accepting_unit_id, created_by_id, "
+                    "reporter_anonymous, accepted_at, response_due, handling_due, "
+                    "deadline_provisional, extension_count, urge_count, reopen_count, version, "
+                    "updated_at) VALUES (?, ?, 'hotline', 'complaint', '路灯不亮', "
+                    "'小区门口路灯连续一周不亮。', 'normal', 'in_progress', ?, ?, ?, ?, 1, ?, ?, "
+                    "?, 0, 0, 0, 0, 1, ?)", rows)
+                cur.executemany(
+                    "INSERT INTO clocks (ticket_id, cycle, kind, seq, rule_code, "
+                    "calendar_version, ticket_type, category_code, urgency, level, scope_path, "
+                    "unit_id, unit_path, assignee_id, started_at, due_at, due_soon_at, "
+                    "extended_days, suspended_seconds, excused, provisional, step, next_fire_at)"
+                    " VALUES (?, 0, 'reply', 1, 'default.reply', 1, 'complaint', NULL, "
+                    "'normal', 'village', ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, ?, ?)", clocks)
+            raw.commit()
+            cur.execute("ANALYZE")
+            raw.commit()
+        finally:
+            raw.close()
+    due = n // soon_every
+    overdue = sum(1 for g in range(soon_every, n + 1, soon_every)
+                  if overdue_mod and (g // soon_every) % overdue_mod == 0)
+    return {"tickets": n, "due": due, "due_soon": due - overdue, "overdue": overdue}
+
+
+def _times(sqlite: bool = False) -> dict[str, Any]:
+    values = {
+        "acc": NOW - timedelta(days=1), "due": NOW + timedelta(days=4),
+        # not due: reminders in three days
+        "n_start": NOW - timedelta(days=1), "n_due": NOW + timedelta(days=4),
+        "n_soon": NOW + timedelta(days=3),
+        # due soon: the reminder point passed an hour ago
+        "s_start": NOW - timedelta(days=4), "s_due": NOW + timedelta(hours=20),
+        "s_soon": NOW - timedelta(hours=1),
+        # overdue: the deadline passed an hour ago, the reminder went long before
+        "o_start": NOW - timedelta(days=6), "o_due": NOW - timedelta(hours=1),
+        "o_soon": NOW - timedelta(days=1),
+    }
+    if sqlite:  # the text form SQLAlchemy's SQLite DateTime stores (naive UTC)
+        return {k: f"{v.astimezone(UTC).replace(tzinfo=None):%Y-%m-%d %H:%M:%S.%f}"
+                for k, v in values.items()}
+    return values
+
+
+# ---------------------------------------------------------------- the measurements
+
+
+def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    from escalation import operations as esc_ops
+    from escalation import scan as esc_scan
+    from escalation.schemas import RuleBody
+    from hierarchy.models import User
+    from server.app import create_app
+    from server.cli import run_migrations
+    from server.core.db import db
+    from server.jobs import run_scan
+
+    home = Path(tempfile.mkdtemp(prefix=f"yihao-bench-esc-{kind}-"))
+    if kind == "postgres":
+        recreate_pg(args.pg_url)
+        url = args.pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    else:
+        url = f"sqlite:///{home / 'yihao.sqlite3'}"
+    os.environ.update({"YIHAO_HOME": str(home), "DATABASE_URL": url})
+    app = create_app(YIHAO_JOBS_ENABLED=False)
+    result: dict[str, Any] = {"db": kind}
+    with app.app_context():
+        t0 = time.perf_counter()
+        run_migrations()
+        tree = make_tree(args.townships)
+        log(f"[{kind}] migrated, {len(tree['villages'])} villages, "
+            f"{time.perf_counter() - t0:.1f}s")
+        engine = db.engine
+
+        # Recompute first, on the first --recompute tickets alone.
+        t0 = time.perf_counter()
+        sizes = insert_tickets(tree, args.recompute, 10**9, 0)
+        log(f"[{kind}] {sizes['tickets']} tickets for the recompute in "
+            f"{time.perf_counter() - t0:.1f}s")
+        admin = db.session.execute(sa.select(User).where(User.username == "hotline")).scalar_one()
+        admin.role = "admin"
+        db.session.commit()
+        body = RuleBody(code="default.reply", name="4个工作日内办结反馈", clock="reply",
+                        amount=4, unit="working_days")
+        with counting(engine) as statements:
+            t0 = time.perf_counter()
+            checked = esc_ops.check_save_rule(admin, body)
+            _row, report = esc_ops.do_save_rule(checked, now=NOW)
+            db.session.commit()
+            seconds = time.perf_counter() - t0
+        result["recompute"] = {"clocks": report.examined, "changed": report.changed,
+                               "seconds": round(seconds, 2), "queries": len(statements)}
+        log(f"[{kind}] recompute {report.changed} clocks: {seconds:.1f}s, "
+            f"{len(statements)} statements")
+        db.session.execute(sa.text("DELETE FROM clocks"))
+        db.session.execute(sa.text("DELETE FROM tickets"))
+        db.session.commit()
+
+        t0 = time.perf_counter()
+        sizes = insert_tickets(tree, args.tickets, round(1 / args.due_share), args.overdue)
+        result["data"] = sizes | {"insert_seconds": round(time.perf_counter() - t0, 1)}
+        log(f"[{kind}] inserted {sizes} in {time.perf_counter() - t0:.1f}s")
+
+        empty_now = NOW - timedelta(days=2)  # nothing due yet
+        with counting(engine) as statements:
+            t0 = time.perf_counter()
+            empty = run_scan(empty_now)
+            seconds = time.perf_counter() - t0
+        result["empty_scan"] = {"seconds": round(seconds, 4), "queries": len(statements),
+                                "report": empty.as_dict()}
+        log(f"[{kind}] empty scan {seconds * 1000:.1f} ms, {len(statements)} statements")
+
+        with counting(engine) as statements:
+            t0 = time.perf_counter()
+            listed = len(esc_scan.due_rungs(NOW, limit=500))
+            db.session.rollback()
+            seconds = time.perf_counter() - t0
+        result["find"] = {"seconds": round(seconds, 4), "queries": len(statements),
+                          "listed": listed}
+        if kind == "postgres":
+            plan = db.session.execute(sa.text(
+                "EXPLAIN SELECT id FROM clocks WHERE stopped_at IS NULL AND next_fire_at IS "
+                "NOT NULL AND next_fire_at < :now ORDER BY next_fire_at LIMIT 500"),
+                {"now": NOW}).scalars().all()
+            result["find"]["plan"] = plan
+            db.session.rollback()
+
+        with counting(engine) as statements:
+            t0 = time.perf_counter()
+            fired = 0
+            while True:
+                handled = esc_scan.fire_due_soon(NOW, limit=args.batch)
+                db.session.commit()
+                fired += handled
+                if handled < args.batch:
+                    break
+            from escalation import notify
+
+            digests = notify.flush(NOW, limit=max(5000, sizes["due"] * 2))
+            db.session.commit()
+            seconds = time.perf_counter() - t0
+        result["due_soon_scan"] = {"reminders": fired, "digests": digests,
+                                   "seconds": round(seconds, 3), "queries": len(statements)}
+        log(f"[{kind}] due-soon scan: {fired} reminders, {digests} digests in "
+            f"{seconds:.2f}s, {len(statements)} statements")
+
+        with counting(engine) as statements:
+            t0 = time.perf_counter()
+            full = run_scan(NOW, batch=args.batch, time_budget=args.budget)
+            seconds = time.perf_counter() - t0
+        per = seconds / full.escalated if full.escalated else None
+        result["escalation_scan"] = {
+            "escalated": full.escalated, "complete": full.complete,
+            "seconds": round(seconds, 2), "queries": len(statements),
+            "ms_per_escalation": round(per * 1000, 2) if per else None,
+            "queries_per_escalation": round(len(statements) / full.escalated, 1)
+            if full.escalated else None, "report": full.as_dict()}
+        log(f"[{kind}] escalation scan: {full.escalated} escalations in {seconds:.1f}s, "
+            f"{len(statements)} statements")
+        db.session.remove()
+        engine.dispose()
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| | " + " | ".join(r["db"] for r in results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+
+    def row(label: str, cells: list[str]) -> None:
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("open tickets (due)", [f"{r['data']['tickets']:,} ({r['data']['due']:,})"
+                               for r in results])
+    row("empty scan (nothing due)", [
+        f"{r['empty_scan']['seconds'] * 1000:.1f} ms, {r['empty_scan']['queries']} queries"
+        for r in results])
+    row("find what is due (500)", [
+        f"{r['find']['seconds'] * 1000:.1f} ms, {r['find']['queries']} query" for r in results])
+    row("due-soon scan", [
+        f"{r['due_soon_scan']['reminders']:,} reminders + {r['due_soon_scan']['digests']} "
+        f"digests: {r['due_soon_scan']['seconds']:.2f} s, {r['due_soon_scan']['queries']} "
+        f"queries" for r in results])
+    row("escalation scan", [
+        f"{r['escalation_scan']['escalated']:,} escalations: "
+        f"{r['escalation_scan']['seconds']:.1f} s "
+        f"({r['escalation_scan']['ms_per_escalation']} ms, "
+        f"{r['escalation_scan']['queries_per_escalation']} queries each)" for r in results])
+    row("recompute after a rule change", [
+        f"{r['recompute']['changed']:,} clocks: {r['recompute']['seconds']:.1f} s, "
+        f"{r['recompute']['queries']} queries" for r in results])
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    p.add_argument("--pg-url", default=os.environ.get("YIHAO_BENCH_PG", DEFAULT_PG))
+    p.add_argument("--tickets", type=int, default=1_000_000)
+    p.add_argument("--due-share", type=float, default=0.01,
+                   help="share of the open clocks due at the scan instant")
+    p.add_argument("--overdue", type=float, default=0.1,
+                   help="share of the due clocks that are overdue (the rest due soon)")
+    p.add_argument("--recompute", type=int, default=100_000,
+                   help="open clocks recomputed after a rule change")
+    p.add_argument("--townships", type=int, default=10)
+    p.add_argument("--batch", type=int, default=2000)
+    p.add_argument("--budget", type=float, default=600.0, help="seconds for the scan")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    args = p.parse_args(argv)
+    if not 1 <= args.tickets <= MAX_TICKETS or not 0 < args.due_share <= 0.5:
+        p.error(f"--tickets 1..{MAX_TICKETS}, --due-share in (0, 0.5]")
+    if not 0 <= args.overdue <= 1 or not 1 <= args.recompute <= args.tickets:
+        p.error("--overdue in [0, 1], --recompute in 1..--tickets")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    results = [measure(kind, args) for kind in kinds]
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "platform": platform.platform()},
+        "args": {k: str(v) for k, v in vars(args).items()}, "results": results,
+    }, ensure_ascii=False, indent=2))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
