@@ -139,14 +139,16 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
         paths = "ARRAY[" + ",".join(f"'{v[1]}'" for v in villages) + "]::text[]"
         workers = "ARRAY[" + ",".join(str(v[2]) for v in villages) + "]"
         k = len(villages)
+        # Spread the due clocks over the villages too (g alone would put them all in one).
+        pick = f"1 + (g / {soon_every} + g) % {k}"
         db.session.execute(sa.text(f"""
             INSERT INTO tickets (id, number, source, type, title, content, urgency, status,
                 unit_id, assignee_id, accepting_unit_id, created_by_id, reporter_anonymous,
                 accepted_at, response_due, handling_due, deadline_provisional, extension_count,
                 urge_count, reopen_count, version, updated_at)
             SELECT g, 'B' || lpad(g::text, 10, '0'), 'hotline', 'complaint', '路灯不亮',
-                '小区门口路灯连续一周不亮。', 'normal', 'in_progress', ({ids})[1 + g % {k}],
-                ({workers})[1 + g % {k}], :province, :hotline, true, :acc, :acc, :due, false,
+                '小区门口路灯连续一周不亮。', 'normal', 'in_progress', ({ids})[{pick}],
+                ({workers})[{pick}], :province, :hotline, true, :acc, :acc, :due, false,
                 0, 0, 0, 1, :acc
             FROM generate_series(1, :n) AS g"""),
             {"n": n, "province": tree["province"], "hotline": tree["hotline"],
@@ -160,8 +162,8 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
                 assignee_id, started_at, due_at, due_soon_at, extended_days, suspended_seconds,
                 excused, provisional, step, next_fire_at)
             SELECT g, 0, 'reply', 1, 'default.reply', 1, 'complaint', NULL, 'normal',
-                'village', ({paths})[1 + g % {k}], ({ids})[1 + g % {k}],
-                ({paths})[1 + g % {k}], ({workers})[1 + g % {k}],
+                'village', ({paths})[{pick}], ({ids})[{pick}],
+                ({paths})[{pick}], ({workers})[{pick}],
                 CASE WHEN {overdue_case} THEN :o_start
                      WHEN g % {soon_every} = 0 THEN :s_start ELSE :n_start END,
                 CASE WHEN {overdue_case} THEN :o_due
@@ -188,7 +190,7 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
                 rows = []
                 clocks = []
                 for g in range(lo, hi + 1):
-                    vid, vpath, wid = villages[g % len(villages)]
+                    vid, vpath, wid = villages[(g // soon_every + g) % len(villages)]
                     rows.append((g, f"B{g:010d}", vid, wid, tree["province"], tree["hotline"],
                                  t["acc"], t["acc"], t["due"], t["acc"]))
                     due = g % soon_every == 0

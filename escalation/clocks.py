@@ -388,12 +388,16 @@ def _reopen(run: _Run, data: dict[str, Any]) -> None:
     run.start(ClockKind.reply, assignee_id=run.facts.assignee_id)
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Any] = {
     "accept": _accept, "dispatch": _dispatch, "sign": _sign, "return": _return,
     "check_in": _check_in, "reply": _reply, "approve": _approve, "reject": _reject,
     "decide_extension": _decide_extension, "suspend": _suspend, "resume": _resume,
     "reopen": _reopen,
 }
+
+
+#: The ticket event kinds that move clocks (others — photos, follow-ups, escalations — don't).
+WATCHED = frozenset({*_HANDLERS, "urge"})
 
 
 def on_ticket_event(facts: TicketFacts, kind: str, at: datetime,

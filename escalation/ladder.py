@@ -167,19 +167,23 @@ def apply(p: Plan, event_id: int | None) -> Escalation | None:
     calendar = cal_mod.current()
     data = {"number": p.number, "clock": p.kind, "rung": p.rung,
             "deadline": p.deadline.isoformat()}
+    staff = notify.staff_of(
+        [u for u in (p.holder_unit_id if p.holder_assignee_id is None else None,
+                     p.target.unit_id if p.target else None) if u is not None])
     if p.rung == 1:
         holders = ([p.holder_assignee_id] if p.holder_assignee_id is not None
-                   else notify.staff_of([p.holder_unit_id], notify.HANDLING)[p.holder_unit_id])
+                   else staff.get(p.holder_unit_id, []))
         notify.notify(holders, kind="overdue", at=p.now, ticket_id=p.ticket_id,
                       title=f"工单{p.number}{label}已超时", body="请尽快办理。", data=data,
                       urgent=p.urgent, calendar=calendar)
     if p.target is None:
         return None
-    db.session.execute(
-        sa.update(Escalation)
-        .where(Escalation.clock_id == p.clock_id, Escalation.resolved_at.is_(None))
-        .values(resolved_at=p.now, resolution="escalated_further")
-    )
+    if p.rung > 1:
+        db.session.execute(
+            sa.update(Escalation)
+            .where(Escalation.clock_id == p.clock_id, Escalation.resolved_at.is_(None))
+            .values(resolved_at=p.now, resolution="escalated_further")
+        )
     item = Escalation(
         ticket_id=p.ticket_id, clock_id=p.clock_id, clock=p.kind, cycle=p.cycle, rung=p.rung,
         deadline=p.deadline, rule_code=p.rule_code, unit_id=p.target.unit_id,
@@ -188,7 +192,7 @@ def apply(p: Plan, event_id: int | None) -> Escalation | None:
     )
     db.session.add(item)
     db.session.flush()
-    supervisors = notify.staff_of([p.target.unit_id], notify.STEERING)[p.target.unit_id]
+    supervisors = staff.get(p.target.unit_id, [])
     notify.notify(supervisors, kind="escalated", at=p.now, ticket_id=p.ticket_id,
                   escalation_id=item.id,
                   title=f"工单{p.number}{label}超时，已升级至{p.target.name}",

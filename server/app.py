@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask
 from flask_migrate import Migrate
+from werkzeug.routing import IntegerConverter
 
 from server.core import audit, crypto
 from server.core.db import db
@@ -15,6 +16,15 @@ from .config import Settings, load_settings
 migrate = Migrate()
 
 
+class Int64Converter(IntegerConverter):
+    """``<int:…>`` capped at what a BIGINT id can hold: /escalations/99999999999999999999
+    is a 404 like any unknown id, not an overflow in the database driver (a 500)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -22,6 +32,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.config.update(overrides)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["int"] = Int64Converter  # before any route is registered
     crypto.configure(settings.data_key)
     audit.configure(settings.audit_key)
 

@@ -23,4 +23,6 @@ class Webhook(db.Model):
 
     def wants(self, topic: str) -> bool:
         prefixes = [t.strip() for t in self.topics.split(",") if t.strip()]
-        return not prefixes or any(topic.startswith(p) for p in prefixes)
+        if not prefixes:  # catch-all: ticket events, not notices to staff (with their phones)
+            return not topic.startswith("notify.")
+        return any(topic.startswith(p) for p in prefixes)

@@ -173,3 +173,58 @@ def test_jobs_resume_after_a_redis_restart(esc, redis_home) -> None:  # type: ig
         assert len(fired) == len(set(fired))
     finally:
         jobs._worker_app = previous
+
+
+# ---------------------------------------------------------------- the SMS webhook, end to end
+
+
+def test_the_sms_gateway_gets_each_digest_once(esc) -> None:  # type: ignore[no-untyped-def]
+    """A real HTTP receiver on loopback registered for ``notify.sms``; a catch-all webhook
+    (the hotline platform) never sees staff notices."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from server.core.db import db
+    from server.jobs import deliver_pending
+    from server.webhooks import Webhook
+
+    app, world = esc
+    received: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        with app.app_context():
+            db.session.add(Webhook(url=f"http://127.0.0.1:{port}/sms", secret="s",
+                                   topics="notify.sms"))
+            db.session.add(Webhook(url=f"http://127.0.0.1:{port}/platform", secret="s",
+                                   topics=""))
+            db.session.commit()
+        for _ in range(4):
+            _assigned(app, world, sh(2025, 3, 3, 10))
+        scan(app, sh(2025, 3, 4, 9))
+        with app.app_context():
+            deliver_pending()
+            deliver_pending()
+        sms = [body for path, body in received if body["topic"] == "notify.sms"]
+        assert [(b["payload"]["user"], b["payload"]["count"]) for b in sms] == [("worker", 4)]
+        assert all(path == "/sms" for path, body in received if body["topic"] == "notify.sms")
+        assert not [b for p, b in received if p == "/platform" and b["topic"].startswith(
+            "notify.")]
+        assert [p for p, _b in received].count("/platform") > 0  # ticket events still flow
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from escalation import ladder
-from escalation.clocks import TicketFacts, on_ticket_event
+from escalation.clocks import WATCHED, TicketFacts, on_ticket_event
 from escalation.deadlines import extend, initial_deadlines, response_due
 from grids.crs import haversine_m, to_wgs84
 from grids.matching import match_location
@@ -644,6 +644,8 @@ def _clock_facts(ticket: Ticket) -> TicketFacts:
 def _sync_clocks(ticket: Ticket, kind: str, now: datetime, data: dict[str, Any]) -> None:
     """Keep the clocks in step with the action (under the ticket lock), the ticket's shown
     deadlines in step with the clocks, and say in the event which deadlines were met."""
+    if kind not in WATCHED:
+        return
     sync = on_ticket_event(_clock_facts(ticket), kind, now, data)
     for name, value in sync.fields.items():
         setattr(ticket, name, value)
