@@ -8,6 +8,7 @@ queued jobs survive a restart of the demo.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -74,7 +75,6 @@ def ensure_running(home: Path, timeout: float = 10.0) -> str:
 
 def stop(home: Path) -> None:
     if is_running(home):
-        try:
+        # Shutdown closes the connection under us: that is the success case.
+        with contextlib.suppress(redis.ConnectionError):
             redis.Redis(unix_socket_path=str(socket_path(home))).shutdown(nosave=True)
-        except redis.ConnectionError:
-            pass  # shutdown closes the connection: that is the success case

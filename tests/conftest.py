@@ -25,9 +25,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from server.config import Settings
-
 import hierarchy.models
+from server.config import Settings
 
 TEST_DB_URL = os.environ.get("YIHAO_TEST_DATABASE_URL", "")
 hierarchy.models.PASSWORD_METHOD = "pbkdf2:sha256:1000"  # fast; never for production

@@ -185,6 +185,8 @@ class TicketFlow(RuleBasedStateMachine):
         self.tag = f"run-{uuid.uuid4().hex[:10]}"  # in this example's titles: lists stay short
         self.before = self._snapshot()
         self.touched: str | None = None  # the ticket the last successful step moved
+        self.seen: dict[str, dict[str, Any]] = {}  # each ticket as last fetched one by one
+        self.turn = 0
 
     def api(self, username: str) -> Api:
         return Api(self.client, self.world.tokens[username])
@@ -340,10 +342,17 @@ class TicketFlow(RuleBasedStateMachine):
             seen = {t["number"] for t in listed} & mine
             assert seen == expected, (username, seen ^ expected)
         number, self.touched = self.touched, None
-        for username in PEOPLE:
+        # One ticket, fetched by everyone whose view of it changed and by a rotating few
+        # others (the lists above already asked everyone).
+        ticket, earlier = self.before["tickets"][number], self.seen.get(number)
+        self.seen[number] = ticket
+        self.turn += 1
+        everyone = sorted(PEOPLE)
+        askers = {u for u in everyone if earlier is None or can_see(u, earlier) != can_see(
+            u, ticket)} | {everyone[(self.turn * 3 + i) % len(everyone)] for i in range(3)}
+        for username in sorted(askers):
             code = self.api(username).get(f"/tickets/{number}").status_code
-            assert code == (200 if can_see(username, self.before["tickets"][number])
-                            else 404), (username, number, code)
+            assert code == (200 if can_see(username, ticket) else 404), (username, number, code)
 
 
 def test_random_action_sequences_keep_the_rules(app: Flask, world: World) -> None:

@@ -26,9 +26,10 @@ def deadline_state(start: datetime | None, due: datetime | None, now: datetime) 
         return None
     if now > due:
         return "overdue"
-    if start is not None and due > start:
-        if now >= start + timedelta(seconds=(due - start).total_seconds() * DUE_SOON_FRACTION):
-            return "due_soon"
+    if start is not None and due > start and now >= start + timedelta(
+        seconds=(due - start).total_seconds() * DUE_SOON_FRACTION
+    ):
+        return "due_soon"
     return "ok"
 
 

@@ -1,7 +1,7 @@
 """Initial schema: the tree, users, grids, tickets, the audit chain, outbox, idempotency.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-29 21:43:26.786823
 
 """
