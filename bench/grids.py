@@ -212,10 +212,32 @@ def bench_matching(size: int, points: list[tuple[float, float]]) -> dict[str, An
         match_location(point=p, address=None)
         db.session.rollback()
         own.append(time.perf_counter() - t)
+    server = postgis_execution(points[:300]) if is_postgres() else None
     return {"grids": size, "points": len(points), "methods": methods,
             "first_call_s": build if not is_postgres() else None,
             "cpu_ms_per_point": cpu_ms, **percentiles(latencies),
-            "own_transaction": percentiles(own), "load_average": os.getloadavg()}
+            "own_transaction": percentiles(own), "postgis_execution": server,
+            "load_average": os.getloadavg()}
+
+
+def postgis_execution(points: list[tuple[float, float]]) -> dict[str, float]:
+    """PostgreSQL's own time for the covers query (EXPLAIN ANALYZE): what the database does,
+    apart from round trips and scheduling on a shared machine."""
+    import sqlalchemy as sa
+
+    from server.core.db import db
+
+    query = sa.text(
+        'EXPLAIN (ANALYZE, FORMAT JSON) SELECT id, code, unit_id FROM grids WHERE active IS '
+        'true AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) '
+        'ORDER BY code COLLATE "C" LIMIT 1')
+    times = []
+    for x, y in points:
+        plan = db.session.execute(query, {"x": x, "y": y}).scalar_one()
+        plan = plan[0] if isinstance(plan, list) else json.loads(plan)[0]
+        times.append((plan["Execution Time"] + plan.get("Planning Time", 0.0)) / 1000)
+    db.session.rollback()
+    return percentiles(times)
 
 
 def import_file(path: Path) -> None:
@@ -479,6 +501,12 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"| {r['db']} | {m['grids']:,} | {m['p50_ms']:.3f} | {m['p95_ms']:.3f} | "
                 f"{m['p99_ms']:.3f} | {m['cpu_ms_per_point']:.3f} | {m['per_s']:,.0f} | "
                 f"{m['own_transaction']['p50_ms']:.3f} | {first} | {m['load_average'][0]:.1f} |")
+    pg = [(m["grids"], m["postgis_execution"]) for r in results for m in r["matching"]
+          if m.get("postgis_execution")]
+    if pg:
+        lines += ["", "| PostGIS covers query, server time (plan + execute) | p50 ms | p99 ms |",
+                  "|---|---:|---:|"]
+        lines += [f"| {n:,} grids | {e['p50_ms']:.3f} | {e['p99_ms']:.3f} |" for n, e in pg]
     lines += ["", "| backend | import 10 000 grids s | same file again s |", "|---|---:|---:|"]
     for r in results:
         if r["import"]:

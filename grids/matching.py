@@ -132,10 +132,13 @@ def match_point(point: tuple[float, float], *, within: Unit | None = None,
             if index.units[uid].level == region.level]
         if not unit_ids:
             continue
-        if not _allowed(index, unit_ids[0], within):
-            return MatchResult(None, None, region.code, 0.2,
-                               f"{prefix}; it lies in {region.name}, outside {within.name}"
-                               if within else prefix, point, "county")
+        if within is not None and not _allowed(index, unit_ids[0], within):
+            if unit_ids[0] in index.units[within.id].ancestors:
+                where = (f"{prefix}; it lies in {region.name}, and no finer boundary says "
+                         f"whether it is in {within.name}")
+            else:
+                where = f"{prefix}; it lies in {region.name}, outside {within.name}"
+            return MatchResult(None, None, region.code, 0.2, where, point, "county")
         confidence = 0.4 if region.level == "county" else 0.3
         return _unit_result(index, unit_ids[0], confidence,
                             f"{prefix}; it lies in {region.name} ({region.level} boundary)",

@@ -106,6 +106,14 @@ def test_within_limits_the_answer_to_a_subtree(matcher) -> None:
     assert "G-HHW-01" in m["reason"] and "outside" in m["reason"]
 
 
+def test_within_a_township_without_finer_boundaries_says_what_it_knows(matcher) -> None:
+    m = matcher((123.4100, 41.7700), within="210102001")  # in 和平区; 浑河湾街道 not drawn
+    assert m["unit"] is None and m["region_code"] == "210102"
+    assert "no finer boundary" in m["reason"] and "浑河湾街道" in m["reason"]
+    m = matcher((123.5352, 41.7974), within="210102001")  # 沈河区
+    assert m["unit"] is None and "outside 浑河湾街道" in m["reason"]
+
+
 def test_redrawing_a_grid_is_seen_at_once(app, tmp_path: Path, matcher) -> None:
     """The embedded STRtree is cached per process and rebuilt when the grids token changes."""
     assert matcher((123.4250, 41.7480))["grid"] is None  # 166 m from the nearest grid
