@@ -44,6 +44,10 @@ class WorkCalendar:
     known_years: frozenset[int]
     names: Mapping[date, str] = field(default_factory=dict)
     token: str = "package"
+    #: (Shanghai start date, working days) → (end date, provisional): recomputing 100,000
+    #: clocks asks the same few hundred questions over and over.
+    _memo: dict[tuple[date, int], tuple[date, bool, bool]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False)
 
     def is_workday(self, day: date) -> tuple[bool, bool]:
         """(is it a working day, is that answer provisional)."""
@@ -62,16 +66,28 @@ class WorkCalendar:
         if start.tzinfo is None:
             raise ValueError("naive datetime given; every instant is UTC-aware")
         local = start.astimezone(SHANGHAI)
-        day = local.date()
+        key = (local.date(), days)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._count(*key)
+            if len(self._memo) < 100_000:
+                self._memo[key] = found
+        day, provisional, started_off = found
+        at = time(0, 0) if started_off else local.time()
+        deadline = datetime.combine(day, at, tzinfo=SHANGHAI)
+        return deadline.astimezone(UTC), provisional
+
+    def _count(self, day: date, days: int) -> tuple[date, bool, bool]:
+        """(the last day, provisional, did the count start on a day off)."""
         workday, provisional = self.is_workday(day)
-        if not workday:
+        started_off = not workday
+        if started_off:
             while True:
                 day += timedelta(days=1)
                 workday, prov = self.is_workday(day)
                 provisional |= prov
                 if workday:
                     break
-            local = datetime.combine(day, time(0, 0), tzinfo=SHANGHAI)
         remaining = days
         while remaining > 0:
             day += timedelta(days=1)
@@ -79,8 +95,7 @@ class WorkCalendar:
             provisional |= prov
             if workday:
                 remaining -= 1
-        deadline = datetime.combine(day, local.time(), tzinfo=SHANGHAI)
-        return deadline.astimezone(UTC), provisional
+        return day, provisional, started_off
 
     def work_hours_start(self, at: datetime) -> tuple[datetime, bool]:
         """``at`` if it falls within working hours of a working day, else the next start of

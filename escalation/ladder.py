@@ -135,14 +135,14 @@ def plan(ticket_id: int, number: str, clock_id: int, now: datetime) -> Plan | No
 
 def fired_insert() -> Any:
     dialect = db.engine.dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Fired)
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Fired.__table__)
     return insert.on_conflict_do_nothing(
         index_elements=["ticket_id", "clock", "cycle", "rung", "deadline"])
 
 
 def claim(p: Plan) -> bool:
     """Record that this rung fired; False when it already had (then nothing must be sent)."""
-    inserted = db.session.execute(fired_insert().returning(Fired.id), {
+    inserted = db.session.execute(fired_insert().returning(Fired.__table__.c.id), {
         "ticket_id": p.ticket_id, "clock": p.kind, "cycle": p.cycle, "rung": p.rung,
         "deadline": p.deadline, "fired_at": p.now,
     }).first()

@@ -44,7 +44,8 @@ class Digest:
     """What a channel sends to one person: their pending notices, summed up."""
 
     user: User
-    items: Sequence[Notification]
+    #: Pending notices (rows with id, kind, title, body, data).
+    items: Sequence[Any]
 
     @property
     def text(self) -> str:
@@ -121,7 +122,7 @@ def _insert(rows: list[dict[str, Any]], *, ignore_duplicates: bool = False) -> N
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Notification)
         db.session.execute(insert.on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
     else:
-        db.session.execute(sa.insert(Notification), rows)
+        db.session.execute(sa.insert(Notification.__table__), rows)
 
 
 def notice_rows(user_ids: Iterable[int], *, kind: str, at: datetime, title: str, body: str = "",
@@ -190,25 +191,28 @@ def alert_missing_years(years: Sequence[int], at: datetime) -> None:
 # ---------------------------------------------------------------- flushing
 
 
-def flush(now: datetime, limit: int = 5000) -> int:
+def flush(now: datetime, limit: int = 20_000) -> int:
     """Send each person one digest of their pending notices through every outbound channel,
     and mark them dispatched — in the caller's transaction. Returns the number of digests."""
+    table = Notification.__table__
+    c = table.c
     query = (
-        sa.select(Notification)
-        .where(Notification.dispatched_at.is_(None), Notification.deliver_after <= now)
-        .order_by(Notification.user_id, Notification.id)
+        sa.select(c.id, c.user_id, c.kind, c.title, c.body, c.data)
+        .where(c.dispatched_at.is_(None), c.deliver_after <= now)
+        .order_by(c.user_id, c.id)
         .limit(limit)
     )
     if db.engine.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    pending = db.session.execute(query).scalars().all()
+    pending = db.session.execute(query).all()
     if not pending:
         return 0
-    by_user: dict[int, list[Notification]] = {}
+    by_user: dict[int, list[Any]] = {}
     for note in pending:
         by_user.setdefault(note.user_id, []).append(note)
     users = {u.id: u for u in db.session.execute(
         sa.select(User).where(User.id.in_(list(by_user)))).scalars()}
+    digests = 0
     for user_id, items in by_user.items():
         user = users.get(user_id)
         if user is None or not user.active:
@@ -216,8 +220,9 @@ def flush(now: datetime, limit: int = 5000) -> int:
         digest = Digest(user, items)
         for channel in CHANNELS:
             channel.send(digest)
-    db.session.execute(
-        sa.update(Notification).where(Notification.id.in_([n.id for n in pending]))
-        .values(dispatched_at=now)
-    )
-    return len(by_user)
+        digests += 1
+    ids = [n.id for n in pending]
+    for start in range(0, len(ids), 5000):
+        db.session.execute(sa.update(table).where(c.id.in_(ids[start:start + 5000]))
+                           .values(dispatched_at=now))
+    return digests

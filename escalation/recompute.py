@@ -18,15 +18,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.core.db import db
+from server.core.db import BigID, UTCDateTime, db
 
 from . import calendar as cal_mod
 from . import rules as rules_mod
 from .models import Clock, ClockKind, Escalation
 from .rules import Facts
 
-TICKETS = sa.table("tickets", sa.column("id"), sa.column("response_due"),
-                   sa.column("handling_due"), sa.column("deadline_provisional"))
+TICKETS = sa.Table("tickets", sa.MetaData(), sa.Column("id", BigID, primary_key=True),
+                   sa.Column("response_due", UTCDateTime), sa.Column("handling_due", UTCDateTime),
+                   sa.Column("deadline_provisional", sa.Boolean))
+_C = Clock.__table__.c
+#: clocks column → (value key, type) written back by the recomputation.
+CLOCK_SETS: dict[str, tuple[str, Any]] = {
+    "due_at": ("due", _C.due_at.type), "due_soon_at": ("due_soon", _C.due_soon_at.type),
+    "rule_code": ("rule", _C.rule_code.type), "provisional": ("prov", _C.provisional.type),
+    "calendar_version": ("cal", _C.calendar_version.type), "step": ("step", _C.step.type),
+    "next_fire_at": ("next_fire", _C.next_fire_at.type),
+}
 COLUMNS = ("id", "ticket_id", "kind", "ticket_type", "category_code", "urgency", "level",
            "scope_path", "started_at", "due_at", "due_soon_at", "extended_days",
            "suspended_seconds", "suspended_at", "step", "rule_code", "provisional",
@@ -98,13 +107,6 @@ def recompute_open(now: datetime, *, batch: int = 5000,
             .values(resolved_at=now, resolution="rule_disabled")
         )
         report.escalations_cleared += result.rowcount or 0
-    update_clock = (
-        sa.update(table).where(c.id == sa.bindparam("cid"))
-        .values(due_at=sa.bindparam("due"), due_soon_at=sa.bindparam("due_soon"),
-                rule_code=sa.bindparam("rule"), provisional=sa.bindparam("prov"),
-                calendar_version=sa.bindparam("cal"), step=sa.bindparam("step"),
-                next_fire_at=sa.bindparam("next_fire"))
-    )
     last_id = 0
     while True:
         rows = db.session.execute(
@@ -120,9 +122,7 @@ def recompute_open(now: datetime, *, batch: int = 5000,
         if not changes:
             continue
         report.changed += len(changes)
-        db.session.execute(update_clock, [
-            {k: s[k] for k in ("cid", "due", "due_soon", "rule", "prov", "cal", "step",
-                               "next_fire")} for s in changes])
+        bulk_update(table, "id", "cid", changes, CLOCK_SETS)
         reset_ids = [s["cid"] for s in changes if s["reset"]]
         for start in range(0, len(reset_ids), 1000):
             result = db.session.execute(
@@ -135,22 +135,46 @@ def recompute_open(now: datetime, *, batch: int = 5000,
     return report
 
 
+def bulk_update(table: sa.Table, key: str, key_param: str, rows: list[dict[str, Any]],
+                sets: dict[str, tuple[str, Any]]) -> None:
+    """``UPDATE table SET column = value … WHERE key = …`` for many rows, set-based.
+
+    PostgreSQL: one ``UPDATE … FROM (VALUES …)`` per chunk of rows (a join, not a
+    statement per row). SQLite, in process: an executemany.
+    """
+    if not rows:
+        return
+    if db.engine.dialect.name == "postgresql":
+        key_type = table.c[key].type
+        for start in range(0, len(rows), 2000):
+            chunk = rows[start:start + 2000]
+            names = [key_param, *(param for param, _t in sets.values())]
+            values = sa.values(
+                sa.column(key_param, key_type),
+                *(sa.column(param, type_) for param, type_ in sets.values()), name="v",
+            ).data([tuple(r[n] for n in names) for r in chunk])
+            db.session.execute(
+                sa.update(table).where(table.c[key] == values.c[key_param])
+                .values({column: sa.cast(values.c[param], type_)
+                         for column, (param, type_) in sets.items()}))
+        return
+    statement = sa.update(table).where(table.c[key] == sa.bindparam("b_" + key_param)).values(
+        {column: sa.bindparam("b_" + param, type_=type_)
+         for column, (param, type_) in sets.items()})
+    names = [key_param, *(param for param, _t in sets.values())]
+    db.session.execute(statement, [{"b_" + n: r[n] for n in names} for r in rows])
+
+
 def _sync_tickets(changes: list[dict[str, Any]]) -> int:
     """The tickets' displayed deadlines follow their open sign and reply clocks."""
-    sign = [{"tid": s["ticket_id"], "due": s["due"]} for s in changes
-            if s["kind"] == ClockKind.sign]
-    reply = [{"tid": s["ticket_id"], "due": s["due"]} for s in changes
-             if s["kind"] == ClockKind.reply]
-    t = TICKETS.c
     due_type = Clock.__table__.c.due_at.type
-    if sign:
-        db.session.execute(
-            sa.update(TICKETS).where(t.id == sa.bindparam("tid"))
-            .values(response_due=sa.bindparam("due", type_=due_type)), sign)
-    if reply:
-        db.session.execute(
-            sa.update(TICKETS).where(t.id == sa.bindparam("tid"))
-            .values(handling_due=sa.bindparam("due", type_=due_type)), reply)
+    bulk_update(TICKETS, "id", "ticket_id",
+                [s for s in changes if s["kind"] == ClockKind.sign],
+                {"response_due": ("due", due_type)})
+    bulk_update(TICKETS, "id", "ticket_id",
+                [s for s in changes if s["kind"] == ClockKind.reply],
+                {"handling_due": ("due", due_type)})
+    t = TICKETS.c
     ids = sorted({s["ticket_id"] for s in changes})
     clocks = Clock.__table__.c
     for start in range(0, len(ids), 1000):

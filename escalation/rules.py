@@ -22,7 +22,7 @@ import threading
 import time as _time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -154,6 +154,18 @@ class Resolved:
 class RuleSet:
     rules: tuple[Rule, ...]
     token: str = "defaults"
+    #: (clock, facts) → the matching rules: recomputation resolves the same facts often.
+    _matching: dict[tuple[str, Facts], tuple[Rule, ...]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False)
+
+    def matching(self, clock: str, facts: Facts) -> tuple[Rule, ...]:
+        key = (clock, facts)
+        found = self._matching.get(key)
+        if found is None:
+            found = tuple(r for r in self.rules if r.clock == clock and r.matches(facts))
+            if len(self._matching) < 50_000:
+                self._matching[key] = found
+        return found
 
     def by_code(self, code: str | None) -> Rule | None:
         if code is None:
@@ -167,9 +179,7 @@ class RuleSet:
                 calendar: WorkCalendar) -> Resolved:
         """The rule in force for this clock and its deadline from ``start``."""
         best_per_scope: dict[str | None, Rule] = {}
-        for rule in self.rules:
-            if rule.clock != clock or not rule.matches(facts):
-                continue
+        for rule in self.matching(clock, facts):
             held = best_per_scope.get(rule.scope_path)
             if held is None or rule.specificity() > held.specificity():
                 best_per_scope[rule.scope_path] = rule

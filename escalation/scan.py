@@ -14,15 +14,19 @@ the ``fired`` table's unique key is the last word.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
-from server.core.db import db
+from hierarchy.models import User
+from server.core.db import UTCDateTime, db
 
 from . import calendar as cal_mod
 from . import notify
 from .ladder import fired_insert
-from .models import CLOCK_LABELS, Clock, ClockKind
+from .models import CLOCK_LABELS, Clock, Fired
+
+FIRED = Fired.__table__.c
 
 #: Escalation may not import the ticket model; these are the columns it reads.
 TICKETS = sa.table("tickets", sa.column("id"), sa.column("number"), sa.column("title"))
@@ -35,58 +39,80 @@ def _due_clause(now: datetime) -> sa.ColumnElement[bool]:
 
 
 def fire_due_soon(now: datetime, limit: int = 2000) -> int:
-    """Fire up to ``limit`` due-soon reminders in the caller's transaction; returns how many
-    clocks were handled (fired now, or found already fired by someone else)."""
+    """Fire up to ``limit`` due-soon reminders in the caller's transaction, set-based; returns
+    how many clocks were handled (fired now, or found already fired by someone else).
+
+    Four statements whatever the number: claim the clocks, insert their ``fired`` rows
+    (``ON CONFLICT DO NOTHING RETURNING`` says which are new), move the clocks to the next
+    rung, and insert the in-app notices for the new ones straight from the clocks (to the
+    assignee, or the holding unit's staff).
+    """
     c = Clock.__table__.c
     query = (
-        sa.select(c.id, c.ticket_id, c.kind, c.cycle, c.due_at, c.unit_id, c.assignee_id,
-                  c.urgency, TICKETS.c.number)
-        .join(TICKETS, TICKETS.c.id == c.ticket_id)
+        sa.select(c.id, c.ticket_id, c.kind, c.cycle)
         .where(_due_clause(now), c.step == 0, c.due_at >= now)
         .order_by(c.next_fire_at)
         .limit(limit)
     )
     if db.engine.dialect.name == "postgresql":
-        query = query.with_for_update(of=Clock.__table__, skip_locked=True)
+        query = query.with_for_update(skip_locked=True)
     rows = db.session.execute(query).all()
     if not rows:
         return 0
-    fired = {
-        (r.ticket_id, r.clock, r.cycle)
-        for r in db.session.execute(
-            fired_insert().returning(sa.literal_column("ticket_id"), sa.literal_column("clock"),
-                                     sa.literal_column("cycle")),
-            [{"ticket_id": r.ticket_id, "clock": r.kind, "cycle": r.cycle, "rung": 0,
-              "deadline": r.due_at, "fired_at": now} for r in rows],
-        )
-    }
     ids = [r.id for r in rows]
-    for start in range(0, len(ids), 1000):
-        db.session.execute(
-            sa.update(Clock.__table__)
-            .where(c.id.in_(ids[start:start + 1000]), c.step == 0)
-            .values(step=1, next_fire_at=c.due_at)
-        )
-    calendar = cal_mod.current()
-    unit_staff = notify.staff_of(
-        {r.unit_id for r in rows if r.assignee_id is None and (r.ticket_id, r.kind, r.cycle)
-         in fired}, notify.HANDLING)
-    notices = []
-    for r in rows:
-        if (r.ticket_id, r.kind, r.cycle) not in fired:
-            continue
-        users = [r.assignee_id] if r.assignee_id is not None else unit_staff.get(r.unit_id, [])
-        label = CLOCK_LABELS.get(ClockKind(r.kind), r.kind)
-        local = r.due_at.astimezone(cal_mod.SHANGHAI) if r.due_at.tzinfo else r.due_at
-        notices += notify.notice_rows(
-            users, kind="due_soon", at=now, ticket_id=r.ticket_id,
-            title=f"工单{r.number}{label}即将超时",
-            body=f"时限 {local:%m-%d %H:%M}", urgent=r.urgency == "emergency",
-            data={"number": r.number, "clock": r.kind, "deadline": r.due_at.isoformat()},
-            calendar=calendar)
-    if notices:
-        db.session.execute(sa.insert(notify.Notification), notices)
+    by_key = {(r.ticket_id, r.kind, r.cycle): r.id for r in rows}
+    source = sa.select(c.ticket_id, c.kind, c.cycle, sa.literal(0), c.due_at,
+                       sa.literal(now, UTCDateTime())).where(c.id.in_(ids))
+    new = [
+        by_key[(r.ticket_id, r.clock, r.cycle)]
+        for r in db.session.execute(
+            fired_insert().from_select(
+                ["ticket_id", "clock", "cycle", "rung", "deadline", "fired_at"], source)
+            .returning(FIRED.ticket_id, FIRED.clock, FIRED.cycle))
+        if (r.ticket_id, r.clock, r.cycle) in by_key
+    ]
+    db.session.execute(
+        sa.update(Clock.__table__).where(c.id.in_(ids), c.step == 0)
+        .values(step=1, next_fire_at=c.due_at))
+    if new:
+        _notify_due_soon(new, now)
     return len(rows)
+
+
+def _notify_due_soon(clock_ids: list[int], now: datetime) -> None:
+    """The due-soon notices of these clocks, inserted from a SELECT (no row in Python)."""
+    c = Clock.__table__.c
+    t = TICKETS.c
+    users = User.__table__.c
+    label = sa.case({str(k): v for k, v in CLOCK_LABELS.items()}, value=c.kind,
+                    else_=c.kind)
+    json = (sa.func.jsonb_build_object if db.engine.dialect.name == "postgresql"
+            else sa.func.json_object)
+    held = notify.deliver_after(now, False, cal_mod.current())
+    urgent = c.urgency == "emergency"
+
+    def columns(recipient: Any) -> list[Any]:
+        return [
+            recipient, sa.literal("due_soon"), c.ticket_id,
+            sa.literal("工单") + t.number + label + sa.literal("即将超时"),
+            sa.literal("请在时限前处理"), json("number", t.number, "clock", c.kind), urgent,
+            sa.literal(now, UTCDateTime()),
+            sa.case((urgent, sa.literal(now, UTCDateTime())),
+                    else_=sa.literal(held, UTCDateTime())),
+        ]
+
+    names = ["user_id", "kind", "ticket_id", "title", "body", "data", "urgent", "created_at",
+             "deliver_after"]
+    table = notify.Notification.__table__
+    assigned = (sa.select(*columns(c.assignee_id)).join(TICKETS, t.id == c.ticket_id)
+                .where(c.id.in_(clock_ids), c.assignee_id.is_not(None)))
+    staff = (sa.select(*columns(users.id)).join(TICKETS, t.id == c.ticket_id)
+             .join(User.__table__, sa.and_(
+                 users.unit_id == c.unit_id, users.role.in_([str(r) for r in notify.HANDLING]),
+                 users.active.is_(True), users.is_system.is_(False)))
+             .where(c.id.in_(clock_ids), c.assignee_id.is_(None)))
+    db.session.execute(sa.insert(table).from_select(names, assigned))
+    db.session.execute(sa.insert(table).from_select(names, staff))
 
 
 def due_rungs(now: datetime, limit: int = 500) -> list[tuple[int, int, str]]:

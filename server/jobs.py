@@ -185,13 +185,15 @@ class ScanReport:
 
 
 def run_scan(now: datetime | None = None, *, batch: int = 500, time_budget: float = 50.0,
+             commit_every: int = 20,
              after_each: Callable[[int], None] | None = None) -> ScanReport:
     """One deadline scan at ``now``: due-soon reminders in bulk, then each overdue rung under
     its ticket's row lock (``check_escalate`` / ``do_escalate``), then the digests.
 
-    Every batch and every ticket commits on its own, so a worker killed mid-scan loses only
-    uncommitted work, which the next scan redoes; what did commit is in ``fired`` and is
-    never redone. ``after_each`` (tests) is called after each ticket's commit.
+    Work commits in small groups (a batch of reminders; ``commit_every`` tickets), so a worker
+    killed mid-scan loses only its uncommitted group, which the next scan redoes; what did
+    commit is in ``fired`` and is never redone. ``after_each`` (tests) is called after each
+    ticket, following its group's commit when ``commit_every`` is 1.
     """
     from escalation import notify, scan
     from server.tickets import operations as ops
@@ -208,22 +210,23 @@ def run_scan(now: datetime | None = None, *, batch: int = 500, time_budget: floa
             if handled < batch or time.monotonic() - started > time_budget:
                 break
         seen: set[int] = set()
-        done = 0
+        done = pending = 0
         while time.monotonic() - started <= time_budget:
             items = [i for i in scan.due_rungs(now, limit=batch) if i[0] not in seen]
-            db.session.rollback()
             if not items:
                 break
             for clock_id, ticket_id, _number in items:
                 seen.add(clock_id)
                 ticket = lock_ticket_for_job(ticket_id)
-                if ticket is None:
-                    db.session.rollback()
+                if ticket is None:  # being changed right now: the next scan comes back
                     report.skipped += 1
                     continue
                 checked = ops.check_escalate(ticket, clock_id, now)
                 event = ops.do_escalate(checked) if checked is not None else None
-                db.session.commit()
+                pending += 1
+                if pending >= commit_every:
+                    db.session.commit()
+                    pending = 0
                 if event is not None:
                     report.escalated += 1
                 elif checked is not None:
@@ -234,6 +237,8 @@ def run_scan(now: datetime | None = None, *, batch: int = 500, time_budget: floa
                 if time.monotonic() - started > time_budget:
                     report.complete = False
                     break
+            db.session.commit()
+            pending = 0
         report.digests = notify.flush(now)
         db.session.commit()
     except BaseException:

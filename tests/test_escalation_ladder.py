@@ -190,7 +190,7 @@ def test_a_crash_mid_scan_loses_and_doubles_nothing(esc) -> None:  # type: ignor
             raise WorkerKilled
 
     with pytest.raises(WorkerKilled):
-        scan(app, now, after_each=die_at_third)
+        scan(app, now, after_each=die_at_third, commit_every=1)
     done = sum(len(events(app, n, "escalate")) for n in numbers)
     assert done == 3
     report = scan(app, now)  # the restarted worker

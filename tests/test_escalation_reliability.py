@@ -52,7 +52,7 @@ def test_worker_killed_mid_scan_then_restarted(esc) -> None:  # type: ignore[no-
             raise Killed
 
     with pytest.raises(Killed):
-        scan(app, sh(2025, 3, 4, 10, 6), after_each=kill_after_two)
+        scan(app, sh(2025, 3, 4, 10, 6), after_each=kill_after_two, commit_every=1)
     assert sum(len(events(app, n, "escalate")) for n in numbers) == 2
     scan(app, sh(2025, 3, 4, 10, 6))
     scan(app, sh(2025, 3, 4, 10, 6))
@@ -63,6 +63,24 @@ def test_worker_killed_mid_scan_then_restarted(esc) -> None:  # type: ignore[no-
     overdue = rows(app, Notification, kind="overdue")
     assert sorted(n["ticket_id"] for n in overdue) == sorted(
         {n["ticket_id"] for n in overdue})  # one notice per ticket, none doubled
+
+
+def test_killed_mid_group_the_group_is_redone_once(esc) -> None:  # type: ignore[no-untyped-def]
+    """Tickets commit in groups: a kill inside a group rolls the whole group back."""
+    app, world = esc
+    numbers = [_assigned(app, world, sh(2025, 3, 3, 10)) for _ in range(5)]
+
+    def kill_at_three(done: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt  # a BaseException, as a signal would be
+
+    with pytest.raises(KeyboardInterrupt):
+        scan(app, sh(2025, 3, 4, 10, 6), after_each=kill_at_three, commit_every=2)
+    assert sum(len(events(app, n, "escalate")) for n in numbers) == 2  # the first group
+    report = scan(app, sh(2025, 3, 4, 10, 6), commit_every=2)
+    assert report.escalated == 3
+    assert [len(events(app, n, "escalate")) for n in numbers] == [1] * 5
+    assert len(rows(app, Escalation)) == 5
 
 
 def test_a_failing_channel_delays_the_digest_and_never_doubles_it(esc) -> None:  # type: ignore[no-untyped-def]
