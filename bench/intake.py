@@ -5,7 +5,8 @@ What it does, per database:
 1. builds a fresh database (a SQLite file in a temporary ``YIHAO_HOME``; PostgreSQL database
    ``yihao_bench``, dropped and recreated), migrates it and seeds the real Liaoning divisions
    (1 476 units, so address matching searches a realistic tree), a platform user with a bearer
-   token, a township station user, a village and a grid with its worker;
+   token, a township station user, a village and a grid with its worker, and 100 villages
+   with a 1 km grid polygon each (half the tickets' points fall inside one);
 2. starts the app under gunicorn (gthread workers) on a free loopback port, with a real Redis
    (the embedded one, as ``REDIS_URL``) so every accept also enqueues its outbox job;
 3. runs a load generator in a *separate process* (stdlib ``http.client``, one keep-alive
@@ -19,13 +20,19 @@ What it does, per database:
      latency is measured from the scheduled time (no coordinated omission): the latency a
      steady 300 tickets/s would see;
 
-4. times one dispatch over HTTP (one client, sequential) and in-process (lock, check, do,
-   commit), and the audit chain's share of an action (real ``append_event`` against a plain
-   event insert without hash or head, interleaved, in-process).
+4. reads ``/proc`` for the CPU that gunicorn's workers, the database backends, Redis and the
+   load generator spend per accepted ticket (on a busy machine wall times stretch; CPU time
+   much less), and derives the ceiling two idle cores would give;
+5. times one dispatch over HTTP (one client, sequential) and in-process (lock, check, do,
+   commit), and the audit chain's share of a dispatch (real ``append_event`` against a plain
+   event insert without hash or head, patched in this process only; blocks interleaved; for
+   the operation alone and for the whole request through the Flask test client), by wall
+   time and by CPU;
+6. counts the SQL statements of one accept and one dispatch.
 
-Every round is repeated ``--rounds`` times and the table shows medians. The load generator
-and PostgreSQL share the machine's cores with the server: the numbers are for the whole
-system on one box, not for the server alone.
+Every round is repeated ``--rounds`` times and the tables show each column's median. The
+load generator and PostgreSQL share the machine's cores with the server: the numbers are for
+the whole system on one box, not for the server alone. ``docs/performance.md`` explains them.
 
     .venv/bin/python bench/intake.py --db both --clients 8 --seconds 10 --rounds 3
 

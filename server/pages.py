@@ -53,6 +53,7 @@ EVENT_LABELS = {
     "photo": "上传照片", "reply": "反馈", "approve": "审核通过", "reject": "审核退回",
     "request_extension": "申请延期", "decide_extension": "延期审批", "urge": "督办",
     "follow_up": "回访", "reopen": "重新办理", "reveal_reporter": "查看反映人信息",
+    "escalate": "超时升级",
 }
 
 
