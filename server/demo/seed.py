@@ -194,6 +194,22 @@ def grid_count(index: int, village: DemoVillage) -> int:
     return 3 if village.rural else 2 + index % 2
 
 
+def _import_demo_polygons(villages: Sequence[DemoVillage]) -> None:
+    """Clearly labelled demo polygons inside the real county boundaries, through the same
+    importer administrators use (idempotent: a second run changes nothing)."""
+    from grids.demo import import_demo_grids
+
+    by_county: dict[str, list[tuple[int, DemoVillage]]] = {}
+    for index, village in enumerate(villages):
+        by_county.setdefault(village.code[:6], []).append((index, village))
+    for county_code, members in by_county.items():
+        counts = {v.code: grid_count(i, v) for i, v in members}
+        report = import_demo_grids(county_code, [v for _, v in members], counts)
+        if report.errors:
+            raise RuntimeError(f"demo grids for {county_code} did not import: {report.summary()}")
+    db.session.commit()
+
+
 def seed_grids(villages: Sequence[DemoVillage], units: dict[str, Unit],
                users: dict[str, User]) -> dict[str, list[Grid]]:
     """Grids of every demo village and their grid worker ``w-<grid code>`` (position 0),
@@ -202,6 +218,7 @@ def seed_grids(villages: Sequence[DemoVillage], units: dict[str, Unit],
     The one place demo grids are made: the grids issue adds their polygons here.
     """
     password_hash = generate_password_hash(DEMO_PASSWORD)
+    _import_demo_polygons(villages)
     existing = {g.code: g for g in db.session.execute(sa.select(Grid)).scalars()}
     by_village: dict[str, list[Grid]] = {}
     for index, village in enumerate(villages):
