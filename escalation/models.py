@@ -144,9 +144,6 @@ class Clock(db.Model):
         sa.Index("ix_clocks_next_fire", "next_fire_at",
                  postgresql_where=sa.text("stopped_at IS NULL AND next_fire_at IS NOT NULL"),
                  sqlite_where=sa.text("stopped_at IS NULL AND next_fire_at IS NOT NULL")),
-        sa.Index("ix_clocks_open_rule", "rule_code",
-                 postgresql_where=sa.text("stopped_at IS NULL"),
-                 sqlite_where=sa.text("stopped_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)

@@ -47,24 +47,30 @@ class Digest:
     #: Pending notices (rows with id, kind, title, body, data).
     items: Sequence[Any]
 
+    @staticmethod
+    def count_of(item: Any) -> int:
+        return int((item.data or {}).get("count") or 1)
+
     @property
     def text(self) -> str:
-        if len(self.items) == 1:
+        total = sum(self.count_of(i) for i in self.items)
+        if len(self.items) == 1 and total == 1:
             only = self.items[0]
             return f"【一号】{only.title}" + (f"：{only.body}" if only.body else "")
         kinds: dict[str, int] = {}
         for item in self.items:
-            kinds[item.kind] = kinds.get(item.kind, 0) + 1
+            kinds[item.kind] = kinds.get(item.kind, 0) + self.count_of(item)
         parts = [f"{KIND_LABELS.get(k, k)}{n}件" for k, n in sorted(kinds.items())]
-        return f"【一号】您有{len(self.items)}条工单提醒（{'，'.join(parts)}），请登录查看。"
+        return f"【一号】您有{total}条工单提醒（{'，'.join(parts)}），请登录查看。"
 
     def payload(self) -> dict[str, Any]:
         return {
             "user": self.user.username,
             "text": self.text,
-            "count": len(self.items),
+            "count": sum(self.count_of(i) for i in self.items),
             "items": [{"id": n.id, "kind": n.kind, "title": n.title,
-                       "ticket": n.data.get("number")} for n in self.items],
+                       "tickets": (n.data or {}).get("numbers")
+                       or [(n.data or {}).get("number")]} for n in self.items],
         }
 
 

@@ -86,6 +86,7 @@ def _new_state(row: Any, rules: rules_mod.RuleSet, calendar: cal_mod.WorkCalenda
         "cid": row.id, "ticket_id": row.ticket_id, "kind": row.kind, "due": due,
         "due_soon": due_soon, "rule": resolved.code, "prov": provisional,
         "cal": calendar.version, "step": step, "next_fire": next_fire, "reset": reset,
+        "prov_changed": provisional != row.provisional,
     }
 
 
@@ -139,24 +140,27 @@ def bulk_update(table: sa.Table, key: str, key_param: str, rows: list[dict[str, 
                 sets: dict[str, tuple[str, Any]]) -> None:
     """``UPDATE table SET column = value … WHERE key = …`` for many rows, set-based.
 
-    PostgreSQL: one ``UPDATE … FROM (VALUES …)`` per chunk of rows (a join, not a
-    statement per row). SQLite, in process: an executemany.
+    PostgreSQL: one ``UPDATE … FROM unnest(arrays)`` per 10,000 rows — a join against
+    arrays passed as a handful of parameters, not a statement per row. SQLite, in process:
+    an executemany.
     """
     if not rows:
         return
     if db.engine.dialect.name == "postgresql":
-        key_type = table.c[key].type
-        for start in range(0, len(rows), 2000):
-            chunk = rows[start:start + 2000]
-            names = [key_param, *(param for param, _t in sets.values())]
-            values = sa.values(
-                sa.column(key_param, key_type),
-                *(sa.column(param, type_) for param, type_ in sets.values()), name="v",
-            ).data([tuple(r[n] for n in names) for r in chunk])
-            db.session.execute(
-                sa.update(table).where(table.c[key] == values.c[key_param])
-                .values({column: sa.cast(values.c[param], type_)
-                         for column, (param, type_) in sets.items()}))
+        dialect = db.engine.dialect
+        columns = [(key, key_param, table.c[key].type),
+                   *((column, param, type_) for column, (param, type_) in sets.items())]
+        arrays = ", ".join(f"CAST(:{param} AS {type_.compile(dialect=dialect)}[])"
+                           for _column, param, type_ in columns)
+        names = ", ".join(param for _column, param, _type in columns)
+        assignments = ", ".join(f"{column} = v.{param}" for column, (param, _t) in sets.items())
+        statement = sa.text(
+            f"UPDATE {table.name} SET {assignments} FROM unnest({arrays}) AS v({names}) "
+            f"WHERE {table.name}.{key} = v.{key_param}")
+        for start in range(0, len(rows), 10_000):
+            chunk = rows[start:start + 10_000]
+            db.session.execute(statement, {param: [r[param] for r in chunk]
+                                           for _column, param, _type in columns})
         return
     statement = sa.update(table).where(table.c[key] == sa.bindparam("b_" + key_param)).values(
         {column: sa.bindparam("b_" + param, type_=type_)
@@ -175,7 +179,7 @@ def _sync_tickets(changes: list[dict[str, Any]]) -> int:
                 [s for s in changes if s["kind"] == ClockKind.reply],
                 {"handling_due": ("due", due_type)})
     t = TICKETS.c
-    ids = sorted({s["ticket_id"] for s in changes})
+    ids = sorted({s["ticket_id"] for s in changes if s["prov_changed"]})
     clocks = Clock.__table__.c
     for start in range(0, len(ids), 1000):
         chunk = ids[start:start + 1000]
@@ -188,4 +192,4 @@ def _sync_tickets(changes: list[dict[str, Any]]) -> int:
         db.session.execute(
             sa.update(TICKETS).where(t.id.in_(chunk))
             .values(deadline_provisional=any_provisional))
-    return len(ids)
+    return len({s["ticket_id"] for s in changes})

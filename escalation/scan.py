@@ -14,7 +14,6 @@ the ``fired`` table's unique key is the last word.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,7 +23,7 @@ from server.core.db import UTCDateTime, db
 from . import calendar as cal_mod
 from . import notify
 from .ladder import fired_insert
-from .models import CLOCK_LABELS, Clock, Fired
+from .models import Clock, Fired
 
 FIRED = Fired.__table__.c
 
@@ -80,39 +79,51 @@ def fire_due_soon(now: datetime, limit: int = 2000) -> int:
 
 
 def _notify_due_soon(clock_ids: list[int], now: datetime) -> None:
-    """The due-soon notices of these clocks, inserted from a SELECT (no row in Python)."""
+    """One in-app notice per person (and urgency) for all of these clocks — twenty tickets
+    due soon make one notice listing twenty numbers — inserted from a grouped SELECT."""
     c = Clock.__table__.c
     t = TICKETS.c
     users = User.__table__.c
-    label = sa.case({str(k): v for k, v in CLOCK_LABELS.items()}, value=c.kind,
-                    else_=c.kind)
-    json = (sa.func.jsonb_build_object if db.engine.dialect.name == "postgresql"
-            else sa.func.json_object)
+    postgres = db.engine.dialect.name == "postgresql"
+    json = sa.func.jsonb_build_object if postgres else sa.func.json_object
+    agg = sa.func.jsonb_agg if postgres else sa.func.json_group_array
+    urgent = (c.urgency == "emergency").label("urgent")
+    pairs = sa.union_all(
+        sa.select(c.assignee_id.label("uid"), c.ticket_id.label("tid"),
+                  t.number.label("number"), urgent)
+        .join(TICKETS, t.id == c.ticket_id)
+        .where(c.id.in_(clock_ids), c.assignee_id.is_not(None)),
+        sa.select(users.id.label("uid"), c.ticket_id.label("tid"), t.number.label("number"),
+                  urgent)
+        .join(TICKETS, t.id == c.ticket_id)
+        .join(User.__table__, sa.and_(
+            users.unit_id == c.unit_id, users.role.in_([str(r) for r in notify.HANDLING]),
+            users.active.is_(True), users.is_system.is_(False)))
+        .where(c.id.in_(clock_ids), c.assignee_id.is_(None)),
+    ).subquery()
+    count = sa.func.count()
+    single = count == 1
     held = notify.deliver_after(now, False, cal_mod.current())
-    urgent = c.urgency == "emergency"
-
-    def columns(recipient: Any) -> list[Any]:
-        return [
-            recipient, sa.literal("due_soon"), c.ticket_id,
-            sa.literal("工单") + t.number + label + sa.literal("即将超时"),
-            sa.literal("请在时限前处理"), json("number", t.number, "clock", c.kind), urgent,
-            sa.literal(now, UTCDateTime()),
-            sa.case((urgent, sa.literal(now, UTCDateTime())),
-                    else_=sa.literal(held, UTCDateTime())),
-        ]
-
+    at = sa.literal(now, UTCDateTime())
+    grouped = (
+        sa.select(
+            pairs.c.uid, sa.literal("due_soon"),
+            sa.case((single, sa.func.min(pairs.c.tid)), else_=sa.null()),
+            sa.case((single, sa.literal("工单") + sa.func.min(pairs.c.number)
+                     + sa.literal("即将超时")),
+                    else_=sa.literal("您有") + sa.cast(count, sa.String)
+                    + sa.literal("件工单即将超时")),
+            sa.literal("请在时限前签收或办理"),
+            json("count", count, "numbers", agg(pairs.c.number),
+                 "number", sa.case((single, sa.func.min(pairs.c.number)), else_=sa.null())),
+            pairs.c.urgent, at,
+            sa.case((pairs.c.urgent, at), else_=sa.literal(held, UTCDateTime())),
+        )
+        .group_by(pairs.c.uid, pairs.c.urgent)
+    )
     names = ["user_id", "kind", "ticket_id", "title", "body", "data", "urgent", "created_at",
              "deliver_after"]
-    table = notify.Notification.__table__
-    assigned = (sa.select(*columns(c.assignee_id)).join(TICKETS, t.id == c.ticket_id)
-                .where(c.id.in_(clock_ids), c.assignee_id.is_not(None)))
-    staff = (sa.select(*columns(users.id)).join(TICKETS, t.id == c.ticket_id)
-             .join(User.__table__, sa.and_(
-                 users.unit_id == c.unit_id, users.role.in_([str(r) for r in notify.HANDLING]),
-                 users.active.is_(True), users.is_system.is_(False)))
-             .where(c.id.in_(clock_ids), c.assignee_id.is_(None)))
-    db.session.execute(sa.insert(table).from_select(names, assigned))
-    db.session.execute(sa.insert(table).from_select(names, staff))
+    db.session.execute(sa.insert(notify.Notification.__table__).from_select(names, grouped))
 
 
 def due_rungs(now: datetime, limit: int = 500) -> list[tuple[int, int, str]]:

@@ -146,7 +146,9 @@ def test_twenty_due_tickets_make_one_message(esc) -> None:  # type: ignore[no-un
     assert sms[0]["payload"]["user"] == "worker" and sms[0]["payload"]["count"] == 20
     assert sms[0]["payload"]["phone"] == "13800000000"
     assert "20条" in sms[0]["payload"]["text"]
-    assert len(rows(app, Notification, kind="due_soon")) == 20  # the in-app inbox lists each
+    inbox = rows(app, Notification, kind="due_soon")  # in-app too: one notice, twenty numbers
+    assert len(inbox) == 1 and inbox[0]["data"]["count"] == 20
+    assert len(set(inbox[0]["data"]["numbers"])) == 20 and inbox[0]["title"] == "您有20件工单即将超时"
     assert scan(app, sh(2025, 3, 4, 9)).digests == 0
 
 

@@ -258,13 +258,6 @@ def upgrade():
             postgresql_where=sa.text("stopped_at IS NULL AND next_fire_at IS NOT NULL"),
             sqlite_where=sa.text("stopped_at IS NULL AND next_fire_at IS NOT NULL"),
         )
-        batch_op.create_index(
-            "ix_clocks_open_rule",
-            ["rule_code"],
-            unique=False,
-            postgresql_where=sa.text("stopped_at IS NULL"),
-            sqlite_where=sa.text("stopped_at IS NULL"),
-        )
         batch_op.create_index(batch_op.f("ix_clocks_ticket_id"), ["ticket_id"], unique=False)
 
     op.create_table(
@@ -381,11 +374,6 @@ def downgrade():
     op.drop_table("escalations")
     with op.batch_alter_table("clocks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_clocks_ticket_id"))
-        batch_op.drop_index(
-            "ix_clocks_open_rule",
-            postgresql_where=sa.text("stopped_at IS NULL"),
-            sqlite_where=sa.text("stopped_at IS NULL"),
-        )
         batch_op.drop_index(
             "ix_clocks_next_fire",
             postgresql_where=sa.text("stopped_at IS NULL AND next_fire_at IS NOT NULL"),
