@@ -7,7 +7,8 @@ What it does, per database (a SQLite file — the embedded default — and Postg
    default rules) and creates a small tree: a county, ``--townships`` townships, ten villages
    each, one grid worker per village and station staff per township;
 2. inserts ``--tickets`` open tickets, each with its open reply clock, set-based
-   (``generate_series`` on PostgreSQL, ``executemany`` on SQLite): 1 % of the clocks are due
+   (``generate_series`` on PostgreSQL, then ``VACUUM ANALYZE`` as autovacuum would;
+   ``executemany`` on SQLite, then ``ANALYZE``): 1 % of the clocks are due
    at the scan instant (``--due-share``), split between due-soon reminders and overdue
    escalations (``--overdue``), the rest due days later;
 3. times, counting SQL statements:
@@ -176,9 +177,10 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
                      WHEN g % {soon_every} = 0 THEN :s_soon ELSE :n_soon END
             FROM generate_series(1, :n) AS g"""), {"n": n, **_times()})
         db.session.commit()
-        db.session.execute(sa.text("ANALYZE tickets"))
-        db.session.execute(sa.text("ANALYZE clocks"))
-        db.session.commit()
+        # What autovacuum does to a live table: hint bits set, statistics fresh.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("VACUUM ANALYZE tickets"))
+            conn.execute(sa.text("VACUUM ANALYZE clocks"))
     else:
         raw = db.engine.raw_connection()
         try:
@@ -306,13 +308,16 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         log(f"[{kind}] inserted {sizes} in {time.perf_counter() - t0:.1f}s")
 
         empty_now = NOW - timedelta(days=2)  # nothing due yet
-        with counting(engine) as statements:
-            t0 = time.perf_counter()
-            empty = run_scan(empty_now)
-            seconds = time.perf_counter() - t0
-        result["empty_scan"] = {"seconds": round(seconds, 4), "queries": len(statements),
-                                "report": empty.as_dict()}
-        log(f"[{kind}] empty scan {seconds * 1000:.1f} ms, {len(statements)} statements")
+        runs = []
+        for _ in range(3):  # the first also pays for compiling the statements, once a process
+            with counting(engine) as statements:
+                t0 = time.perf_counter()
+                empty = run_scan(empty_now)
+                runs.append(time.perf_counter() - t0)
+        result["empty_scan"] = {"seconds": round(min(runs), 4), "first": round(runs[0], 4),
+                                "queries": len(statements), "report": empty.as_dict()}
+        log(f"[{kind}] empty scan {min(runs) * 1000:.1f} ms (first {runs[0] * 1000:.1f} ms), "
+            f"{len(statements)} statements")
 
         with counting(engine) as statements:
             t0 = time.perf_counter()
@@ -350,7 +355,7 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
         with counting(engine) as statements:
             t0 = time.perf_counter()
-            full = run_scan(NOW, batch=args.batch, time_budget=args.budget)
+            full = run_scan(NOW, reminder_batch=args.batch, time_budget=args.budget)
             seconds = time.perf_counter() - t0
         per = seconds / full.escalated if full.escalated else None
         result["escalation_scan"] = {
@@ -409,7 +414,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recompute", type=int, default=100_000,
                    help="open clocks recomputed after a rule change")
     p.add_argument("--townships", type=int, default=10)
-    p.add_argument("--batch", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=5000, help="due-soon reminders per statement")
     p.add_argument("--budget", type=float, default=600.0, help="seconds for the scan")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = p.parse_args(argv)

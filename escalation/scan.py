@@ -37,48 +37,57 @@ def _due_clause(now: datetime) -> sa.ColumnElement[bool]:
                    Clock.next_fire_at < now)
 
 
-def fire_due_soon(now: datetime, limit: int = 2000) -> int:
+def fire_due_soon(now: datetime, limit: int = 5000) -> int:
     """Fire up to ``limit`` due-soon reminders in the caller's transaction, set-based; returns
     how many clocks were handled (fired now, or found already fired by someone else).
 
-    Four statements whatever the number: claim the clocks, insert their ``fired`` rows
-    (``ON CONFLICT DO NOTHING RETURNING`` says which are new), move the clocks to the next
-    rung, and insert the in-app notices for the new ones straight from the clocks (to the
-    assignee, or the holding unit's staff).
+    Three statements whatever the number: claim the clocks and move them to the next rung in
+    one ``UPDATE … RETURNING`` (``FOR UPDATE SKIP LOCKED`` inside, on PostgreSQL), insert
+    their ``fired`` rows (``ON CONFLICT DO NOTHING RETURNING`` says which are new), and insert
+    the in-app notices for the new ones straight from the clocks (to the assignee, or the
+    holding unit's staff).
     """
-    c = Clock.__table__.c
-    query = (
-        sa.select(c.id, c.ticket_id, c.kind, c.cycle)
+    table = Clock.__table__
+    c = table.c
+    due = (
+        sa.select(c.id)
         .where(_due_clause(now), c.step == 0, c.due_at >= now)
         .order_by(c.next_fire_at)
         .limit(limit)
     )
-    if db.engine.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = db.session.execute(query).all()
+    postgres = db.engine.dialect.name == "postgresql"
+    if postgres:
+        due = due.with_for_update(skip_locked=True)
+    rows = db.session.execute(
+        sa.update(table).where(c.id.in_(due.scalar_subquery()), c.step == 0)
+        .values(step=1, next_fire_at=c.due_at)
+        .returning(c.id, c.ticket_id, c.kind, c.cycle, c.due_at, c.assignee_id)
+    ).all()
     if not rows:
         return 0
-    ids = [r.id for r in rows]
-    by_key = {(r.ticket_id, r.kind, r.cycle): r.id for r in rows}
-    source = sa.select(c.ticket_id, c.kind, c.cycle, sa.literal(0), c.due_at,
-                       sa.literal(now, UTCDateTime())).where(c.id.in_(ids))
-    new = [
-        by_key[(r.ticket_id, r.clock, r.cycle)]
-        for r in db.session.execute(
-            fired_insert().from_select(
-                ["ticket_id", "clock", "cycle", "rung", "deadline", "fired_at"], source)
-            .returning(FIRED.ticket_id, FIRED.clock, FIRED.cycle))
-        if (r.ticket_id, r.clock, r.cycle) in by_key
-    ]
-    db.session.execute(
-        sa.update(Clock.__table__).where(c.id.in_(ids), c.step == 0)
-        .values(step=1, next_fire_at=c.due_at))
+    by_key = {(r.ticket_id, r.kind, r.cycle): r for r in rows}
+    keys = {"ticket_id": [r.ticket_id for r in rows], "clock": [r.kind for r in rows],
+            "cycle": [r.cycle for r in rows], "deadline": [r.due_at for r in rows]}
+    if postgres:  # four arrays, not 5,000 rows of parameters
+        inserted = db.session.execute(sa.text(
+            "INSERT INTO fired (ticket_id, clock, cycle, rung, deadline, fired_at) "
+            "SELECT t, k, c, 0, d, :now FROM unnest(CAST(:ticket_id AS BIGINT[]), "
+            "CAST(:clock AS VARCHAR[]), CAST(:cycle AS INTEGER[]), "
+            "CAST(:deadline AS TIMESTAMPTZ[])) AS v(t, k, c, d) "
+            "ON CONFLICT DO NOTHING RETURNING ticket_id, clock, cycle"), {**keys, "now": now})
+    else:
+        inserted = db.session.execute(
+            fired_insert().returning(FIRED.ticket_id, FIRED.clock, FIRED.cycle),
+            [{"ticket_id": r.ticket_id, "clock": r.kind, "cycle": r.cycle, "rung": 0,
+              "deadline": r.due_at, "fired_at": now} for r in rows])
+    new = [by_key[key] for key in ((t, k, cy) for t, k, cy in inserted) if key in by_key]
     if new:
-        _notify_due_soon(new, now)
+        _notify_due_soon([r.id for r in new], now,
+                         units=any(r.assignee_id is None for r in new))
     return len(rows)
 
 
-def _notify_due_soon(clock_ids: list[int], now: datetime) -> None:
+def _notify_due_soon(clock_ids: list[int], now: datetime, units: bool = True) -> None:
     """One in-app notice per person (and urgency) for all of these clocks — twenty tickets
     due soon make one notice listing twenty numbers — inserted from a grouped SELECT."""
     c = Clock.__table__.c
@@ -88,19 +97,21 @@ def _notify_due_soon(clock_ids: list[int], now: datetime) -> None:
     json = sa.func.jsonb_build_object if postgres else sa.func.json_object
     agg = sa.func.jsonb_agg if postgres else sa.func.json_group_array
     urgent = (c.urgency == "emergency").label("urgent")
-    pairs = sa.union_all(
+    to_people = (
         sa.select(c.assignee_id.label("uid"), c.ticket_id.label("tid"),
                   t.number.label("number"), urgent)
         .join(TICKETS, t.id == c.ticket_id)
-        .where(c.id.in_(clock_ids), c.assignee_id.is_not(None)),
+        .where(c.id.in_(clock_ids), c.assignee_id.is_not(None)))
+    to_units = (
         sa.select(users.id.label("uid"), c.ticket_id.label("tid"), t.number.label("number"),
                   urgent)
         .join(TICKETS, t.id == c.ticket_id)
         .join(User.__table__, sa.and_(
             users.unit_id == c.unit_id, users.role.in_([str(r) for r in notify.HANDLING]),
             users.active.is_(True), users.is_system.is_(False)))
-        .where(c.id.in_(clock_ids), c.assignee_id.is_(None)),
-    ).subquery()
+        .where(c.id.in_(clock_ids), c.assignee_id.is_(None)))
+    # ``units``: some clocks are held by a unit, not a person (else skip that half).
+    pairs = (sa.union_all(to_people, to_units) if units else to_people).subquery()
     count = sa.func.count()
     single = count == 1
     held = notify.deliver_after(now, False, cal_mod.current())

@@ -184,8 +184,8 @@ class ScanReport:
         return dict(self.__dict__)
 
 
-def run_scan(now: datetime | None = None, *, batch: int = 500, time_budget: float = 50.0,
-             commit_every: int = 20,
+def run_scan(now: datetime | None = None, *, batch: int = 500, reminder_batch: int = 5000,
+             time_budget: float = 50.0, commit_every: int = 20,
              after_each: Callable[[int], None] | None = None) -> ScanReport:
     """One deadline scan at ``now``: due-soon reminders in bulk, then each overdue rung under
     its ticket's row lock (``check_escalate`` / ``do_escalate``), then the digests.
@@ -204,10 +204,10 @@ def run_scan(now: datetime | None = None, *, batch: int = 500, time_budget: floa
     report = ScanReport()
     try:
         while True:
-            handled = scan.fire_due_soon(now, limit=batch)
+            handled = scan.fire_due_soon(now, limit=reminder_batch)
             db.session.commit()
             report.due_soon += handled
-            if handled < batch or time.monotonic() - started > time_budget:
+            if handled < reminder_batch or time.monotonic() - started > time_budget:
                 break
         seen: set[int] = set()
         done = pending = 0
