@@ -23,6 +23,22 @@ def yihao_home() -> Path:
     return home
 
 
+def new_vapid_private_key() -> str:
+    """A fresh VAPID key: P-256, as base64url of the raw 32-byte private scalar (the form
+    ``VAPID_PRIVATE_KEY`` takes, as other Web Push servers print it)."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    value = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
+    return base64.urlsafe_b64encode(value.to_bytes(32, "big")).decode().rstrip("=")
+
+
+def load_or_create_secrets(home: Path) -> dict[str, str]:
+    """The generated secrets of ``home`` (created on first use)."""
+    return _load_or_create_secrets(home)
+
+
 def _load_or_create_secrets(home: Path) -> dict[str, str]:
     path = home / "secrets.json"
     data: dict[str, str] = {}
@@ -33,6 +49,7 @@ def _load_or_create_secrets(home: Path) -> dict[str, str]:
         ("secret_key", lambda: secrets.token_urlsafe(48)),
         ("data_key", new_data_key),
         ("audit_key", lambda: secrets.token_urlsafe(48)),
+        ("vapid_private_key", new_vapid_private_key),
     ):
         if not data.get(name):
             data[name] = make()
@@ -54,6 +71,14 @@ class Settings:
     secret_key: str
     data_key: str
     audit_key: str
+    #: The map's base layer: a tile URL template ({z}/{x}/{y}) on an intranet server that
+    #: hosts tiles; empty (the default) shows grids and boundaries on a plain background,
+    #: so nothing is ever fetched from the internet.
+    map_tiles: str = ""
+    map_tiles_attribution: str = ""
+    #: Send a ticket matched to a grid straight to its on-duty worker on accept (see
+    #: ``server.tickets.operations.auto_dispatch``); off where a province dispatches level by level.
+    auto_dispatch: bool = True
 
     def flask_config(self) -> dict[str, Any]:
         engine_options: dict[str, Any] = {"pool_pre_ping": True}
@@ -71,6 +96,9 @@ class Settings:
             "SESSION_COOKIE_SAMESITE": "Lax",
             "REMEMBER_COOKIE_SAMESITE": "Lax",
             "JSON_AS_ASCII": False,
+            "YIHAO_MAP_TILES": self.map_tiles,
+            "YIHAO_MAP_TILES_ATTRIBUTION": self.map_tiles_attribution,
+            "YIHAO_AUTO_DISPATCH": self.auto_dispatch,
         }
 
 
@@ -87,4 +115,8 @@ def load_settings() -> Settings:
         secret_key=os.environ.get("YIHAO_SECRET_KEY") or stored["secret_key"],
         data_key=os.environ.get("YIHAO_DATA_KEY") or stored["data_key"],
         audit_key=os.environ.get("YIHAO_AUDIT_KEY") or stored["audit_key"],
+        map_tiles=os.environ.get("YIHAO_MAP_TILES", "").strip(),
+        map_tiles_attribution=os.environ.get("YIHAO_MAP_TILES_ATTRIBUTION", "").strip(),
+        auto_dispatch=os.environ.get("YIHAO_AUTO_DISPATCH", "1").strip().lower()
+        not in ("0", "false", "no", "off"),
     )

@@ -86,7 +86,10 @@ def app(_template: dict[str, Any], tmp_path: Path) -> Iterator[Flask]:
         target = tmp_path / "test.sqlite3"
         shutil.copyfile(_template["home"] / "template.sqlite3", target)
         url = f"sqlite:///{target}"
-    app = create_app(_settings(tmp_path, url), TESTING=True, YIHAO_JOBS_ENABLED=False)
+    # Tickets go down level by level unless a test turns auto-dispatch on (test_dispatch_auto.py):
+    # the flow tests walk every desk.
+    app = create_app(_settings(tmp_path, url), TESTING=True, YIHAO_JOBS_ENABLED=False,
+                     YIHAO_AUTO_DISPATCH=False)
     # No app context stays pushed while the test runs: requests must each get their own
     # (and so their own ``g``), exactly as in production. Tests open one where they need it.
     with app.app_context():

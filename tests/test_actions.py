@@ -346,10 +346,16 @@ def test_check_in(as_user, walk) -> None:
 
 
 def test_check_in_converts_gcj02(as_user, walk) -> None:
+    """A phone on a Chinese web map sends GCJ-02: the server converts it back to WGS-84."""
+    from grids.crs import wgs84_to_gcj02
+
     number = walk("in_progress")
-    t = _act(as_user("worker"), number, "check-in", {**CHECK_IN, "crs": "gcj02"})
-    assert t["event"]["data"]["lng"] != pytest.approx(123.4306, abs=1e-5)
-    assert t["event"]["data"]["distance_m"] > 100  # GCJ-02 is offset by hundreds of metres
+    lng, lat = wgs84_to_gcj02(CHECK_IN["lng"], CHECK_IN["lat"])
+    assert abs(lng - CHECK_IN["lng"]) > 1e-3  # GCJ-02 is offset by hundreds of metres
+    t = _act(as_user("worker"), number, "check-in", {**CHECK_IN, "lng": lng, "lat": lat,
+                                                     "crs": "gcj02"})
+    assert t["event"]["data"]["lng"] == pytest.approx(123.4306, abs=1e-5)
+    assert t["event"]["data"]["distance_m"] < 50
 
 
 def test_reply_with_photos(as_user, walk, client) -> None:

@@ -161,6 +161,9 @@ FORBIDDEN: dict[str, tuple[str, str, tuple[str, ...], dict[str, Any], str]] = {
                  {"unit": "999999"}, "closed"),
     "sign": ("assigned", "worker", ("admin", "backup", "township", "contact"),
              {"base_version": 999}, "closed"),
+    "correct-location": ("in_progress", "worker", ("admin", "backup"),
+                         {"address": "浑河湾社区北门", "reason": "现场核实", "base_version": 999},
+                         "closed"),
     "return": ("assigned", "worker", ("admin", "backup", "township"),
                {"reason": "不属于本网格", "base_version": 999}, "closed"),
     "check-in": ("in_progress", "worker", ("admin", "backup", "county"),
@@ -184,6 +187,7 @@ FORBIDDEN: dict[str, tuple[str, str, tuple[str, ...], dict[str, Any], str]] = {
 }
 GOOD_BODIES: dict[str, dict[str, Any]] = {
     "dispatch": {"worker": "backup"}, "sign": {}, "return": {"reason": "不属于本网格"},
+    "correct-location": {"address": "浑河湾社区北门", "reason": "现场核实"},
     "check-in": {"lng": 123.43, "lat": 41.74}, "reply": {"result": "已处理",
                                                         "resolution": "resolved"},
     "approve": {}, "reject": {"reason": "照片不清楚"},

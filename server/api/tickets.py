@@ -158,6 +158,9 @@ def ticket_action(number: str, action_name: str):  # type: ignore[no-untyped-def
         event = action.do(checked)
         result = ticket_dict(ticket, actor, detail=True)
         result["event"] = event_dict(event)
+        refusal = checked.resolved.get("refusal")
+        if refusal is not None:  # recorded, and committed, but refused: say so as an error
+            return {**refusal.to_dict(), "current": result, "event": result["event"]}, refusal.status
         return result, 200
 
     return run_write(handler, raw)

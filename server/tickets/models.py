@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from grids.models import Grid
 from hierarchy.models import Unit, User
 from server.core.crypto import Encrypted
-from server.core.db import BigID, UTCDateTime, db, utcnow
+from server.core.db import BigID, JSONType, UTCDateTime, db, utcnow
 
 
 class Status(StrEnum):
@@ -148,6 +149,21 @@ class Ticket(db.Model):
     followed_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reopen_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
 
+    # ---- smart routing (issue 6, routing/): why this category, how sure, how many others
+    #: Probability of the level-1 category (1.0 when a person set or corrected it).
+    category_confidence: Mapped[float | None] = mapped_column(sa.Float)
+    #: Who decided the category: operator, model, keywords or correction.
+    category_source: Mapped[str | None] = mapped_column(sa.String(16))
+    #: Words and similar past tickets that explain the category (routing.classifier.Guess).
+    category_explanation: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    #: "N other reports": open tickets linked to this one as the same problem.
+    duplicate_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
+                                                 server_default="0")
+    #: Set when this ticket was merged into an older one reporting the same problem.
+    duplicate_of_id: Mapped[int | None] = mapped_column(BigID, sa.ForeignKey("tickets.id"))
+    #: Emergency services this ticket was (or must be) handed to, e.g. "119,120".
+    emergency_services: Mapped[str | None] = mapped_column(sa.String(32))
+
     #: Number of events on the ticket: what ``base_version`` is compared with.
     version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
@@ -185,7 +201,10 @@ class CheckIn(db.Model):
     accuracy_m: Mapped[float | None] = mapped_column(sa.Float)
     fix_age_s: Mapped[float | None] = mapped_column(sa.Float)
     distance_m: Mapped[float | None] = mapped_column(sa.Float)
+    #: accepted, warning (accepted, but the station should look) or refused (recorded only).
     verdict: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    #: Why, as stable codes (:mod:`grids.checkin`): zero_accuracy, fix_too_old, outside_area …
+    flags: Mapped[list[str] | None] = mapped_column(JSONType)
     reason: Mapped[str | None] = mapped_column(sa.String(300))
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 

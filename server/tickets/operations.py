@@ -16,11 +16,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 
-from escalation import ladder
+from escalation import ladder, notify
 from escalation.clocks import WATCHED, TicketFacts, on_ticket_event
 from escalation.deadlines import extend, initial_deadlines, response_due
-from grids.crs import haversine_m, to_wgs84
+from grids.checkin import CheckInRules, Verdict, judge_check_in
+from grids.crs import to_wgs84
 from grids.matching import match_location
 from grids.models import Grid, GridMember
 from hierarchy.models import Role, Unit, User
@@ -237,7 +239,35 @@ def do_accept(checked: Checked) -> Ticket:
         "handling_due": ticket.handling_due.isoformat(),
         "provisional": deadlines.provisional,
     }, new_stream=True)
+    auto_dispatch(ticket, actor, now)
     return ticket
+
+
+def auto_dispatch(ticket: Ticket, actor: User, now: datetime) -> Event | None:
+    """Send a just-accepted ticket straight to its grid's on-duty worker, if it may go there.
+
+    The point of matching at accept is that the ticket lands with the right grid worker
+    within a second, not after three desks have each pressed "dispatch". It goes down only
+    when: the deployment wants it (``YIHAO_AUTO_DISPATCH``, on by default; a province that
+    dispatches level by level turns it off), a grid was matched, nothing else has already
+    moved the ticket (category rules that stop it at a level leave it where they put it),
+    and the grid's village lies within the accepting desk's jurisdiction. It is an ordinary
+    ``dispatch`` event marked ``auto``, so the history shows who decided what. A grid worker
+    reporting a problem on patrol in their own grid gets it themselves; a grid with nobody on
+    duty stops at its village's contact point.
+    """
+    if not current_app.config.get("YIHAO_AUTO_DISPATCH", True):
+        return None
+    grid = ticket.grid
+    if grid is None or not grid.active or ticket.status != Status.accepted \
+            or ticket.unit_id != actor.unit_id or not perm.can_dispatch_to(actor, grid.unit):
+        return None
+    members = {m.user_id for m in grid.members if m.on_duty}
+    worker = actor if actor.role == Role.grid_worker and actor.id in members else grid.on_duty_worker()
+    body = s.DispatchBody(grid=grid.code, note="按网格自动派单")
+    checked = Checked("dispatch", actor, ticket, body,
+                      {"unit": grid.unit, "grid": grid, "worker": worker, "auto": True}, at=now)
+    return do_dispatch(checked)
 
 
 # ---------------------------------------------------------------- dispatch
@@ -298,11 +328,87 @@ def do_dispatch(checked: Checked) -> Event:
     ticket.signed_at = None
     ticket.response_due, provisional = response_due(ticket.urgency, now)
     ticket.deadline_provisional = ticket.deadline_provisional or provisional
-    return _record(checked, "dispatch", {
+    event = _record(checked, "dispatch", {
         "from": previous, "unit": unit.code, "grid": grid.code if grid else None,
         "worker": worker.username if worker else None, "note": checked.body.note,
         "response_due": ticket.response_due.isoformat(),
+        **({"auto": True} if checked.resolved.get("auto") else {}),
     })
+    if worker is not None:
+        _tell(ticket, [worker.id], "assigned", f"新工单{ticket.number}：{ticket.title}",
+              checked.body.note or "请及时签收。", now)
+    return event
+
+
+def _tell(ticket: Ticket, user_ids: list[int], kind: str, title: str, body: str,
+          at: datetime) -> None:
+    """A notice this action causes (a new assignment, an urge), sent at once: Web Push and
+    the live stream always, SMS too for life-and-safety tickets (escalation/notify.py)."""
+    notify.send_now(user_ids, kind=kind, at=at, title=title, body=body, ticket_id=ticket.id,
+                    data={"number": ticket.number, "urgency": str(ticket.urgency)},
+                    urgent=ticket.urgency == "emergency")
+
+
+# ---------------------------------------------------------------- location correction
+
+
+def check_correct_location(actor: User, ticket: Ticket, body: s.CorrectLocationBody) -> Checked:
+    _allow(perm.can_correct_location(actor, ticket),
+           "only steering staff above the ticket or its holder may correct its location")
+    _state(ticket, (Status.accepted, Status.assigned, Status.in_progress, Status.on_site),
+           "correct the location of")
+    _version(ticket, body, actor)
+    point = to_wgs84(body.location.lng, body.location.lat, body.location.crs) if body.location else None
+    match = match_location(point=point, address=body.address, within=ticket.accepting_unit)
+    return Checked("correct_location", actor, ticket, body, {"point": point, "match": match})
+
+
+def do_correct_location(checked: Checked) -> Event:
+    """Move the ticket's location, match it again, and send it on when nobody has started.
+
+    The grid is re-matched as at accept. When it changes and the ticket has not been signed
+    yet, it follows the new grid (to its on-duty worker, as ``auto_dispatch`` would have sent
+    it); once a worker has signed, the grid is corrected but the holder's desk decides.
+    """
+    ticket, body, actor = checked.ticket, checked.body, checked.actor
+    assert ticket is not None
+    match = checked.resolved["match"]
+    point = checked.resolved["point"]
+    now = checked.now()
+    old_grid = ticket.grid
+    previous = {"lng": ticket.lng, "lat": ticket.lat, "address": ticket.address,
+                "grid": old_grid.code if old_grid else None, "region_code": ticket.region_code}
+    if point is not None:
+        ticket.lng, ticket.lat = point
+        ticket.location_crs = str(body.location.crs)
+    elif match.point is not None and body.address:  # the gazetteer placed the new address
+        ticket.lng, ticket.lat = match.point
+        ticket.location_crs = "wgs84"
+    if body.address:
+        ticket.address = body.address
+    ticket.region_code = match.region_code or ticket.region_code
+    if match.grid is not None:
+        ticket.grid, ticket.grid_reason = match.grid, None
+    elif old_grid is None:
+        ticket.grid_reason = match.reason
+    moved = ticket.grid is not None and ticket.grid is not old_grid
+    event = _record(checked, "correct_location", {
+        "from": previous, "lng": ticket.lng, "lat": ticket.lat, "address": ticket.address,
+        "grid": ticket.grid.code if ticket.grid else None, "grid_changed": moved,
+        "match": match.method, "confidence": match.confidence, "reason": body.reason,
+        "region_code": ticket.region_code,
+    })
+    if moved and ticket.status == Status.accepted:
+        auto_dispatch(ticket, actor, now)
+    elif moved and ticket.status == Status.assigned and old_grid is not None \
+            and ticket.unit_id == old_grid.unit_id and perm.can_dispatch(actor, ticket) \
+            and perm.can_dispatch_to(actor, ticket.grid.unit) \
+            and current_app.config.get("YIHAO_AUTO_DISPATCH", True):
+        grid = ticket.grid
+        do_dispatch(Checked("dispatch", actor, ticket, s.DispatchBody(grid=grid.code, note="位置更正后改派"),
+                            {"unit": grid.unit, "grid": grid, "worker": grid.on_duty_worker(),
+                             "auto": True}, at=now))
+    return event
 
 
 # ---------------------------------------------------------------- sign, return
@@ -360,31 +466,49 @@ def check_check_in(actor: User, ticket: Ticket, body: s.CheckInBody) -> Checked:
     _allow(perm.can_check_in(actor, ticket), "only the assignee may check in")
     _state(ticket, (Status.in_progress, Status.on_site), "check in to")
     _version(ticket, body, actor)
-    lng, lat = to_wgs84(body.lng, body.lat, body.crs)
-    distance = None
-    if ticket.lng is not None and ticket.lat is not None:
-        distance = haversine_m(lng, lat, ticket.lng, ticket.lat)
-    return Checked("check_in", actor, ticket, body, {"point": (lng, lat), "distance": distance})
+    point = to_wgs84(body.lng, body.lat, body.crs)
+    grid_geom = None
+    if ticket.grid_id is not None:
+        grid_geom = db.session.execute(
+            sa.select(Grid.geom).where(Grid.id == ticket.grid_id)).scalar_one_or_none()
+    verdict = judge_check_in(
+        point, accuracy_m=body.accuracy_m, fix_age_s=body.fix_age_s, reason=body.reason,
+        ticket_point=(ticket.lng, ticket.lat) if ticket.lng is not None and ticket.lat is not None
+        else None,
+        grid_geom=grid_geom, rules=CheckInRules.from_config(current_app.config),
+    )
+    return Checked("check_in", actor, ticket, body, {"point": point, "verdict": verdict})
 
 
 def do_check_in(checked: Checked) -> Event:
+    """Record the check-in whatever its verdict; only an accepted one puts the worker on site.
+
+    A refused attempt is committed too (a ``check_in_refused`` event and its row), and
+    ``resolved["refusal"]`` tells the caller to answer 422 ``checkin_refused``: the phone
+    shows why, and the worker can try again or give a reason.
+    """
     ticket, body = checked.ticket, checked.body
     assert ticket is not None
     lng, lat = checked.resolved["point"]
-    distance = checked.resolved["distance"]
+    verdict: Verdict = checked.resolved["verdict"]
     now = checked.now()
     db.session.add(CheckIn(
         ticket_id=ticket.id, user_id=checked.actor.id, lng=lng, lat=lat, crs=str(body.crs),
-        accuracy_m=body.accuracy_m, fix_age_s=body.fix_age_s, distance_m=distance,
-        verdict="accepted", reason=body.reason, at=now,
+        accuracy_m=body.accuracy_m, fix_age_s=body.fix_age_s, distance_m=verdict.distance_m,
+        verdict=verdict.verdict, flags=verdict.flags, reason=body.reason, at=now,
     ))
+    data = {
+        "lng": round(lng, 7), "lat": round(lat, 7), "accuracy_m": body.accuracy_m,
+        "fix_age_s": body.fix_age_s, **verdict.as_dict(), "reason": body.reason,
+    }
+    if verdict.refused:
+        checked.resolved["refusal"] = InvalidInput(
+            "签到未通过：" + "；".join(verdict.messages), code="checkin_refused",
+            flags=verdict.flags, distance_m=data["distance_m"])
+        return _record(checked, "check_in_refused", data)
     ticket.status = Status.on_site
     ticket.checked_in_at = now
-    return _record(checked, "check_in", {
-        "lng": round(lng, 7), "lat": round(lat, 7), "accuracy_m": body.accuracy_m,
-        "fix_age_s": body.fix_age_s,
-        "distance_m": None if distance is None else round(distance, 1),
-    })
+    return _record(checked, "check_in", data)
 
 
 def check_reply(actor: User, ticket: Ticket, body: s.ReplyBody) -> Checked:
@@ -525,8 +649,14 @@ def do_urge(checked: Checked) -> Event:
     ticket = checked.ticket
     assert ticket is not None
     ticket.urge_count += 1
-    return _record(checked, "urge", {"note": checked.body.note, "count": ticket.urge_count,
-                                     "assignee": getattr(ticket.assignee, "username", None)})
+    event = _record(checked, "urge", {"note": checked.body.note, "count": ticket.urge_count,
+                                      "assignee": getattr(ticket.assignee, "username", None)})
+    people = ([ticket.assignee_id] if ticket.assignee_id is not None
+              else notify.staff_of([ticket.unit_id], notify.HANDLING).get(ticket.unit_id, []))
+    _tell(ticket, [p for p in people if p != checked.actor.id], "urged",
+          f"工单{ticket.number}被督办：{ticket.title}", checked.body.note or "请抓紧办理。",
+          checked.now())
+    return event
 
 
 # ---------------------------------------------------------------- follow-up, reopen
@@ -599,6 +729,8 @@ ACTIONS: dict[str, Action] = {
         Action("dispatch", s.DispatchBody, check_dispatch, do_dispatch,
                "Send the ticket down to a unit, a grid (its on-duty worker) or a worker"),
         Action("sign", s.EmptyBody, check_sign, do_sign, "Acknowledge the assignment"),
+        Action("correct-location", s.CorrectLocationBody, check_correct_location,
+               do_correct_location, "Move the ticket to where the problem really is; re-match its grid"),
         Action("return", s.ReturnBody, check_return, do_return,
                "Send it back up as not ours, with a reason"),
         Action("check-in", s.CheckInBody, check_check_in, do_check_in, "GPS proof of presence"),

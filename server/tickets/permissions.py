@@ -54,6 +54,11 @@ def can_dispatch_to(user: User, unit: Unit) -> bool:
     return unit.is_within(user.unit)
 
 
+def can_correct_location(user: User, ticket: Ticket) -> bool:
+    """Steering staff above the ticket, or whoever holds it (the worker standing there)."""
+    return steers(user, ticket) or holds(user, ticket)
+
+
 def can_sign(user: User, ticket: Ticket) -> bool:
     return holds(user, ticket)
 

@@ -16,6 +16,7 @@ from .models import Crs, Resolution, Satisfaction, Source, TicketType, Urgency
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=500)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=300)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
@@ -65,6 +66,20 @@ class DispatchBody(ActionBody):
         targets = [t for t in (self.unit, self.grid, self.worker) if t]
         if len(targets) != 1:
             raise ValueError("give exactly one of unit, grid or worker")
+        return self
+
+
+class CorrectLocationBody(ActionBody):
+    """Where the problem really is: a new point, a new address, or both, and why."""
+
+    location: Location | None = None
+    address: Address | None = None
+    reason: Reason
+
+    @model_validator(mode="after")
+    def something_new(self) -> CorrectLocationBody:
+        if self.location is None and not self.address:
+            raise ValueError("give a location, an address or both")
         return self
 
 

@@ -6,16 +6,25 @@ Create Date: 2026-11-30 01:30:00
 
 """
 
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql, sqlite
+
 # revision identifiers, used by Alembic.
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
 
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql").with_variant(sqlite.JSON(), "sqlite")
+
 
 def upgrade() -> None:
-    pass
+    # Why a check-in was warned or refused (grids/checkin.py); the verdict column exists.
+    with op.batch_alter_table("check_ins") as batch:
+        batch.add_column(sa.Column("flags", JSON, nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("check_ins") as batch:
+        batch.drop_column("flags")
