@@ -297,6 +297,20 @@ def test_return_skipping_levels_goes_to_the_dispatcher(as_user, accept) -> None:
     assert t["unit"] == "210000" and t["status"] == "assigned"
 
 
+def test_a_second_return_follows_the_history_not_the_tree(as_user, accept) -> None:
+    """The city skipped the county: after the worker's return, the township's goes to the city."""
+    number = accept()["number"]
+    _act(as_user("hotline"), number, "dispatch", {"unit": "210100"})
+    _act(as_user("city"), number, "dispatch", {"unit": "210102001"})
+    _act(as_user("township"), number, "dispatch", {"grid": "G-HHW-01"})
+    t = _act(as_user("worker"), number, "return", {"reason": "地址不在本网格"})
+    assert t["unit"] == "210102001"
+    t = _act(as_user("township"), number, "return", {"reason": "不属于本街道"})
+    assert t["unit"] == "210100"  # the city that sent it, not the county above the township
+    t = _act(as_user("city"), number, "return", {"reason": "需省级平台协调"})
+    assert t["unit"] == "210000"
+
+
 def test_return_by_a_unit_that_took_the_ticket_itself_goes_up(as_user, walk) -> None:
     """The county pulls a ticket up to its own desk; returning it must go up, never back down."""
     number = walk("assigned")

@@ -330,3 +330,33 @@ def test_pages_take_garbage_too(app: Flask, world: World) -> None:
         assert resp.status_code == 200, (query, resp.get_data()[:300])
     for number in ("x" * 3000, "%00", "YH%00"):
         assert client.get(f"/tickets/{number}").status_code == 404
+
+
+# ---------------------------------------------------------------- database errors
+
+
+def _answer(app, exc):  # type: ignore[no-untyped-def]
+    from server.api import _db_error
+
+    with app.test_request_context("/api/v1/tickets", method="POST"):
+        response, status = _db_error(exc)
+        return status, response.get_json()
+
+
+def test_database_errors_are_told_apart(app) -> None:  # type: ignore[no-untyped-def]
+    """A lost race is 409, an unreachable database 503 (the phone retries), a bug stays 500."""
+    import sqlite3
+
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    race = IntegrityError("INSERT …", {}, sqlite3.IntegrityError("UNIQUE constraint failed"))
+    assert _answer(app, race) == (409, {"code": "concurrent_update",
+                                        "message": "another change got there first; reload and try again"})
+    locked = OperationalError("UPDATE …", {}, sqlite3.OperationalError("database is locked"))
+    assert _answer(app, locked)[0] == 409
+    down = OperationalError("SELECT 1", {}, sqlite3.OperationalError("unable to open database file"))
+    status, body = _answer(app, down)
+    assert status == 503 and body["code"] == "database_unavailable"
+    bug = ProgrammingError("SELECT nope", {}, sqlite3.ProgrammingError("no such column: nope"))
+    status, body = _answer(app, bug)
+    assert status == 500 and body["code"] == "internal_error"

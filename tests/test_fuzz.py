@@ -75,7 +75,7 @@ def test_no_input_makes_a_server_error(app: Flask, world: World, walk: Any,
             assert _content_type(response).startswith("application/json"), (
                 response.status_code, _content_type(response), response.text[:200])
             # Nothing runs concurrently here: a "lost race" answer is a database error in
-            # disguise (the API answers any SQLAlchemyError as 409 concurrent_update).
+            # disguise (a lost race is answered as 409 concurrent_update).
             assert response.json().get("code") != "concurrent_update", (
                 case.method, case.formatted_path, case.body, response.text[:300])
 

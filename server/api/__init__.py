@@ -5,7 +5,16 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+    TimeoutError,
+)
 from werkzeug.exceptions import HTTPException
 
 from server.core.db import db
@@ -63,16 +72,43 @@ def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
     return jsonify({"code": code, "message": exc.description or exc.name}), status
 
 
+#: PostgreSQL SQLSTATEs that mean "another transaction got there first": unique or exclusion
+#: violation, serialization failure, deadlock, lock not available.
+RACE_STATES = frozenset({"23505", "23P01", "40001", "40P01", "55P03"})
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+
+
 @bp.errorhandler(SQLAlchemyError)
 def _db_error(exc: SQLAlchemyError):  # type: ignore[no-untyped-def]
+    """Map what the database says to what the client should do.
+
+    A lost race (unique key, lock, deadlock, serialization; SQLite's "database is locked")
+    is 409 ``concurrent_update``: reload and decide. A database that cannot be reached is 503:
+    the phone's queue retries. A value the database refuses is 422. Anything else is a bug
+    and stays a logged 500 — answering it as a conflict would hide it.
+    """
     db.session.rollback()
     if isinstance(exc, DataError):  # a value the database refuses (too big, unstorable)
         log.warning("database refused a value, answered as 422: %s", exc)
         return jsonify({"code": "invalid_input",
                         "message": "a value in the request cannot be stored"}), 422
-    log.warning("database error answered as 409: %s", exc)
-    return jsonify({"code": "concurrent_update",
-                    "message": "another change got there first; reload and try again"}), 409
+    state = _sqlstate(exc) if isinstance(exc, DBAPIError) else None
+    text = str(getattr(exc, "orig", exc)).lower()
+    if state in RACE_STATES or (isinstance(exc, IntegrityError) and state is None) \
+            or "database is locked" in text:
+        log.warning("database race answered as 409: %s", exc)
+        return jsonify({"code": "concurrent_update",
+                        "message": "another change got there first; reload and try again"}), 409
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | TimeoutError):
+        log.warning("database unavailable, answered as 503: %s", exc)
+        response = jsonify({"code": "database_unavailable",
+                            "message": "the database is not answering; retry shortly"})
+        response.headers["Retry-After"] = "5"
+        return response, 503
+    return _unexpected(exc)
 
 
 @bp.app_errorhandler(Exception)

@@ -229,6 +229,13 @@ def do_accept(checked: Checked) -> Ticket:
     if ticket_id is None:
         db.session.flush()
     ticket.number = _number_for(ticket)
+    # ---- smart routing (issue 6, routing/): category, urgency, duplicates, and the
+    # category's rule (down to a grid, or stop at a level) — before the event and the clocks.
+    from routing.service import route_new_ticket
+
+    routing = route_new_ticket(ticket, actor, now, operator_category=body.category_code,
+                               operator_urgency=str(body.urgency))
+    # ---- end smart routing
     checked = Checked("accept", actor, ticket, body, at=now)
     _record(checked, "accept", {
         "source": str(body.source), "type": str(body.type), "urgency": str(body.urgency),
@@ -238,6 +245,7 @@ def do_accept(checked: Checked) -> Ticket:
         "response_due": ticket.response_due.isoformat(),
         "handling_due": ticket.handling_due.isoformat(),
         "provisional": deadlines.provisional,
+        "routing": routing,
     }, new_stream=True)
     auto_dispatch(ticket, actor, now)
     return ticket
@@ -445,6 +453,24 @@ def check_return(actor: User, ticket: Ticket, body: s.ReturnBody) -> Checked:
     return Checked("return", actor, ticket, body, {"target": target})
 
 
+def _dispatcher_of(ticket: Ticket, unit: Unit) -> Unit | None:
+    """The unit that last sent this ticket down to ``unit``, read from the ticket's history.
+
+    After a return lands at ``unit``, a second return from there must go to whoever gave it
+    to ``unit`` — the city platform that skipped the county, say — not simply the parent.
+    A ticket's history holds a handful of dispatches, so reading them is cheap.
+    """
+    rows = db.session.execute(
+        sa.select(Event.data, User.unit_id).join(User, User.id == Event.actor_id)
+        .where(Event.ticket_id == ticket.id, Event.kind == "dispatch")
+        .order_by(Event.seq.desc())
+    ).all()
+    for data, actor_unit_id in rows:
+        if (data or {}).get("unit") == unit.code and actor_unit_id != unit.id:
+            return db.session.get(Unit, actor_unit_id)
+    return None
+
+
 def do_return(checked: Checked) -> Event:
     ticket = checked.ticket
     assert ticket is not None
@@ -452,7 +478,7 @@ def do_return(checked: Checked) -> Event:
     previous = {"unit": ticket.unit.code, "assignee": getattr(ticket.assignee, "username", None)}
     ticket.unit = target
     ticket.assignee = None
-    ticket.dispatched_by_unit = target.parent
+    ticket.dispatched_by_unit = _dispatcher_of(ticket, target) or target.parent
     ticket.status = Status.assigned
     ticket.signed_at = None
     return _record(checked, "return", {"from": previous, "to": target.code,
