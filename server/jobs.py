@@ -267,9 +267,23 @@ def sync_calendar() -> list[int]:
         return years
 
 
+def anchor_audit() -> dict[str, Any]:
+    """RQ job (hourly): write the moved audit heads outside the database."""
+    from server.core.anchors import anchor_path, write_anchor
+
+    app = worker_app()
+    with app.app_context():
+        path = anchor_path()
+        assert path is not None
+        report = write_anchor(path)
+        db.session.commit()
+        return {"streams": report.streams, "changed": report.changed}
+
+
 #: What ``yihao scheduler`` enqueues, and how often.
 PERIODIC: list[Periodic] = [
     Periodic("outbox-sweep", deliver_outbox, 30),
     Periodic("deadline-scan", scan_deadlines, 60),
     Periodic("calendar-sync", sync_calendar, 3600),
+    Periodic("audit-anchor", anchor_audit, 3600),
 ]

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,12 @@ _audit_key: bytes = b""
 def configure(audit_key: str) -> None:
     global _audit_key
     _audit_key = audit_key.encode()
+
+
+def audit_key() -> bytes:
+    if not _audit_key:
+        raise RuntimeError("audit key not configured (server.core.audit.configure)")
+    return _audit_key
 
 
 class Event(db.Model):
@@ -167,15 +174,25 @@ def _snapshot() -> Iterator[sa.Connection]:
             transaction.rollback()
 
 
-def verify_chain(batch: int = 5000) -> Iterator[BrokenLink]:
+def verify_chain(batch: int = 5000, anchors: Path | bool = True) -> Iterator[BrokenLink]:
     """Walk every stream in order and yield each broken link (the first one first).
 
     Catches an altered row (hash mismatch), a removed one (gap in ``seq`` or a missing
-    newest event), and reordered ones (``prev_hash`` no longer links). Reads committed
-    data only, all of it as of one moment.
+    newest event), and reordered ones (``prev_hash`` no longer links); then, against the
+    anchors kept outside the database (:mod:`server.core.anchors`; ``anchors`` names the
+    file, True means this installation's, False none), a newest event removed together
+    with its head rewound. Reads committed data only, all of it as of one moment.
     """
+    from .anchors import anchor_path, check_anchors, read_anchors
+
+    path = anchor_path() if anchors is True else (anchors or None)
+    anchored = read_anchors(path) if path is not None else {}
     with _snapshot() as conn:
-        yield from _verify(conn, batch)
+        broken: set[str] = set()
+        for link in _verify(conn, batch):
+            broken.add(link.stream)
+            yield link
+        yield from check_anchors(conn, anchored, skip=broken)
 
 
 def _verify(conn: sa.Connection, batch: int) -> Iterator[BrokenLink]:
