@@ -39,6 +39,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -366,6 +367,10 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             if full.escalated else None, "report": full.as_dict()}
         log(f"[{kind}] escalation scan: {full.escalated} escalations in {seconds:.1f}s, "
             f"{len(statements)} statements")
+        if os.environ.get("YIHAO_BENCH_SQL"):  # which statements, most frequent first
+            shapes = Counter(" ".join(st.split())[:70] for st in statements)
+            for shape, n in shapes.most_common(12):
+                log(f"    {n:6d}  {shape}")
         db.session.remove()
         engine.dispose()
     return result

@@ -71,16 +71,16 @@ class Plan:
         }
 
 
-def ladder_for(clock: Clock, rule: Rule) -> list[Target]:
-    """The units a clock climbs to, in order, up to the rule's top level."""
-    if rule.top_level is None:
-        return []
+def _chain_ids(clock: Clock) -> list[int]:
+    """The unit ids a clock may climb through, nearest first."""
     ids = [int(p) for p in clock.unit_path.strip("/").split("/") if p]
     chain = list(reversed(ids if clock.assignee_id is not None else ids[:-1]))
-    if not chain:
-        chain = ids[-1:]  # the root holds it: its own board
-    units = {u.id: u for u in db.session.execute(
-        sa.select(Unit).where(Unit.id.in_(chain))).scalars()}
+    return chain or ids[-1:]  # the root holds it: its own board
+
+
+def _ladder(chain: list[int], units: dict[int, Unit], rule: Rule) -> list[Target]:
+    if rule.top_level is None:
+        return []
     top = LEVELS.index(rule.top_level)
     ladder: list[Target] = []
     for unit_id in chain:
@@ -96,41 +96,71 @@ def ladder_for(clock: Clock, rule: Rule) -> list[Target]:
     return ladder
 
 
+def ladder_for(clock: Clock, rule: Rule) -> list[Target]:
+    """The units a clock climbs to, in order, up to the rule's top level."""
+    chain = _chain_ids(clock)
+    units = {u.id: u for u in db.session.execute(
+        sa.select(Unit).where(Unit.id.in_(chain))).scalars()}
+    return _ladder(chain, units, rule)
+
+
 def plan(ticket_id: int, number: str, clock_id: int, now: datetime) -> Plan | None:
     """The rung of this clock due at ``now``, or None (stopped, moved, or not yet due).
 
     The caller holds the ticket row lock, which every writer of the ticket's clocks takes.
     """
-    clock = db.session.execute(
-        sa.select(Clock).where(Clock.id == clock_id, Clock.ticket_id == ticket_id)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if clock is None or clock.stopped_at is not None or clock.next_fire_at is None:
-        return None
-    if clock.next_fire_at >= now or clock.due_at is None:
-        return None
-    rule = rules_mod.current().by_code(clock.rule_code)
-    if rule is None or not rule.enabled:
-        clock.next_fire_at = None  # the rule went away: its alerts stop
-        return None
-    rung = clock.step
-    if rung == 0:
-        if clock.due_at >= now:
-            return None  # a due-soon reminder: sent in bulk by the scan
-        rung = 1  # the deadline passed before the reminder went: straight to overdue
+    return plan_many([(ticket_id, number, clock_id)], now)[0]
+
+
+def plan_many(items: list[tuple[int, str, int]], now: datetime) -> list[Plan | None]:
+    """:func:`plan` for many (ticket id, number, clock id) at once, in three statements
+    whatever their number (clocks, the units of their ladders; rules and calendar cached).
+    The caller holds all these tickets' row locks."""
+    wanted = {clock_id: ticket_id for ticket_id, _number, clock_id in items}
+    clocks = {c.id: c for c in db.session.execute(
+        sa.select(Clock).where(Clock.id.in_(list(wanted)))
+        .execution_options(populate_existing=True)).scalars()
+        if wanted.get(c.id) == c.ticket_id}
+    rules = rules_mod.current()
     calendar = cal_mod.current()
-    ladder = ladder_for(clock, rule)
-    if rung > 1 and rung - 1 >= len(ladder):
-        clock.next_fire_at = None  # top of the ladder reached
-        return None
-    target = ladder[rung - 1] if rung - 1 < len(ladder) else None
-    next_at = rule.rung_at(clock.due_at, rung + 1, calendar) if rung < len(ladder) else None
-    return Plan(
-        clock_id=clock.id, ticket_id=ticket_id, number=number, kind=clock.kind,
-        cycle=clock.cycle, rung=rung, deadline=clock.due_at, rule_code=clock.rule_code,
-        holder_unit_id=clock.unit_id, holder_assignee_id=clock.assignee_id,
-        urgent=clock.urgency == "emergency", target=target, next_at=next_at, now=now,
-    )
+    chains = {cid: _chain_ids(c) for cid, c in clocks.items()}
+    unit_ids = {u for chain in chains.values() for u in chain}
+    units = {u.id: u for u in db.session.execute(
+        sa.select(Unit).where(Unit.id.in_(list(unit_ids)))).scalars()} if unit_ids else {}
+    plans: list[Plan | None] = []
+    for ticket_id, number, clock_id in items:
+        clock = clocks.get(clock_id)
+        if clock is None or clock.stopped_at is not None or clock.next_fire_at is None:
+            plans.append(None)
+            continue
+        if clock.next_fire_at >= now or clock.due_at is None:
+            plans.append(None)
+            continue
+        rule = rules.by_code(clock.rule_code)
+        if rule is None or not rule.enabled:
+            clock.next_fire_at = None  # the rule went away: its alerts stop
+            plans.append(None)
+            continue
+        rung = clock.step
+        if rung == 0:
+            if clock.due_at >= now:
+                plans.append(None)  # a due-soon reminder: sent in bulk by the scan
+                continue
+            rung = 1  # the deadline passed before the reminder went: straight to overdue
+        ladder = _ladder(chains[clock_id], units, rule)
+        if rung > 1 and rung - 1 >= len(ladder):
+            clock.next_fire_at = None  # top of the ladder reached
+            plans.append(None)
+            continue
+        target = ladder[rung - 1] if rung - 1 < len(ladder) else None
+        next_at = rule.rung_at(clock.due_at, rung + 1, calendar) if rung < len(ladder) else None
+        plans.append(Plan(
+            clock_id=clock.id, ticket_id=ticket_id, number=number, kind=clock.kind,
+            cycle=clock.cycle, rung=rung, deadline=clock.due_at, rule_code=clock.rule_code,
+            holder_unit_id=clock.unit_id, holder_assignee_id=clock.assignee_id,
+            urgent=clock.urgency == "emergency", target=target, next_at=next_at, now=now,
+        ))
+    return plans
 
 
 def fired_insert() -> Any:
@@ -140,62 +170,112 @@ def fired_insert() -> Any:
         index_elements=["ticket_id", "clock", "cycle", "rung", "deadline"])
 
 
+def _fired_key(ticket_id: int, kind: str, cycle: int, rung: int,
+               deadline: datetime) -> tuple[int, str, int, int, str]:
+    return ticket_id, kind, cycle, rung, deadline.isoformat(timespec="microseconds")
+
+
 def claim(p: Plan) -> bool:
     """Record that this rung fired; False when it already had (then nothing must be sent)."""
-    inserted = db.session.execute(fired_insert().returning(Fired.__table__.c.id), {
-        "ticket_id": p.ticket_id, "clock": p.kind, "cycle": p.cycle, "rung": p.rung,
-        "deadline": p.deadline, "fired_at": p.now,
-    }).first()
-    return inserted is not None
+    return claim_many([p])[0]
+
+
+def claim_many(plans: list[Plan]) -> list[bool]:
+    """:func:`claim` for many rungs in one ``INSERT … ON CONFLICT DO NOTHING RETURNING``."""
+    if not plans:
+        return []
+    f = Fired.__table__.c
+    inserted = {
+        _fired_key(r.ticket_id, r.clock, r.cycle, r.rung, r.deadline)
+        for r in db.session.execute(
+            fired_insert().values([
+                {"ticket_id": p.ticket_id, "clock": p.kind, "cycle": p.cycle, "rung": p.rung,
+                 "deadline": p.deadline, "fired_at": p.now} for p in plans])
+            .returning(f.ticket_id, f.clock, f.cycle, f.rung, f.deadline))
+    }
+    return [_fired_key(p.ticket_id, p.kind, p.cycle, p.rung, p.deadline) in inserted
+            for p in plans]
 
 
 def advance(p: Plan) -> Clock:
     """Move the clock past the rung (whether or not this worker was the one to fire it)."""
-    clock = db.session.get(Clock, p.clock_id)
-    assert clock is not None
-    clock.step = p.rung + 1
-    clock.next_fire_at = p.next_at
-    if clock.breached_at is None:
-        clock.breached_at = p.deadline
-    return clock
+    return advance_many([p])[0]
+
+
+def advance_many(plans: list[Plan]) -> list[Clock]:
+    """:func:`advance` for many: the clocks loaded in one statement (the identity map does not
+    keep unchanged objects alive, and a load per clock would also flush the one before), then
+    changed together, so the flush writes them in one batch."""
+    ids = [p.clock_id for p in plans]
+    clocks = {c.id: c for c in db.session.execute(
+        sa.select(Clock).where(Clock.id.in_(ids))).scalars()}
+    for p in plans:
+        clock = clocks[p.clock_id]
+        clock.step = p.rung + 1
+        clock.next_fire_at = p.next_at
+        if clock.breached_at is None:
+            clock.breached_at = p.deadline
+    return [clocks[i] for i in ids]
 
 
 def apply(p: Plan, event_id: int | None) -> Escalation | None:
     """The rung's effects, after :func:`claim` succeeded and the ticket event was appended."""
-    advance(p)
-    label = CLOCK_LABELS.get(ClockKind(p.kind), p.kind)
+    return apply_many([(p, event_id)])[0]
+
+
+def apply_many(fired: list[tuple[Plan, int | None]]) -> list[Escalation | None]:
+    """:func:`apply` for many rungs: clocks moved on, the holders told it is overdue, the
+    previous rung's board items closed, the new board items and their supervisors' notices —
+    a handful of statements for the lot (one flush, one notices insert)."""
+    if not fired:
+        return []
     calendar = cal_mod.current()
-    data = {"number": p.number, "clock": p.kind, "rung": p.rung,
-            "deadline": p.deadline.isoformat()}
+    advance_many([p for p, _ in fired])
     staff = notify.staff_of(
-        [u for u in (p.holder_unit_id if p.holder_assignee_id is None else None,
-                     p.target.unit_id if p.target else None) if u is not None])
-    if p.rung == 1:
-        holders = ([p.holder_assignee_id] if p.holder_assignee_id is not None
-                   else staff.get(p.holder_unit_id, []))
-        notify.notify(holders, kind="overdue", at=p.now, ticket_id=p.ticket_id,
-                      title=f"工单{p.number}{label}已超时", body="请尽快办理。", data=data,
-                      urgent=p.urgent, calendar=calendar)
-    if p.target is None:
-        return None
-    if p.rung > 1:
+        u for p, _ in fired
+        for u in (p.holder_unit_id if p.holder_assignee_id is None else None,
+                  p.target.unit_id if p.target else None) if u is not None)
+    notices: list[dict[str, Any]] = []
+    for p, _ in fired:
+        if p.rung == 1:
+            label = CLOCK_LABELS.get(ClockKind(p.kind), p.kind)
+            holders = ([p.holder_assignee_id] if p.holder_assignee_id is not None
+                       else staff.get(p.holder_unit_id, []))
+            notices += notify.notice_rows(
+                holders, kind="overdue", at=p.now, ticket_id=p.ticket_id,
+                title=f"工单{p.number}{label}已超时", body="请尽快办理。", data=_data(p),
+                urgent=p.urgent, calendar=calendar)
+    further = [p.clock_id for p, _ in fired if p.target is not None and p.rung > 1]
+    if further:
         db.session.execute(
             sa.update(Escalation)
-            .where(Escalation.clock_id == p.clock_id, Escalation.resolved_at.is_(None))
-            .values(resolved_at=p.now, resolution="escalated_further")
+            .where(Escalation.clock_id.in_(further), Escalation.resolved_at.is_(None))
+            .values(resolved_at=fired[0][0].now, resolution="escalated_further")
         )
-    item = Escalation(
-        ticket_id=p.ticket_id, clock_id=p.clock_id, clock=p.kind, cycle=p.cycle, rung=p.rung,
-        deadline=p.deadline, rule_code=p.rule_code, unit_id=p.target.unit_id,
-        level=p.target.level, from_unit_id=p.holder_unit_id, event_id=event_id,
-        escalated_at=p.now, urge_count=0,
-    )
-    db.session.add(item)
+    items: list[Escalation | None] = [
+        Escalation(
+            ticket_id=p.ticket_id, clock_id=p.clock_id, clock=p.kind, cycle=p.cycle,
+            rung=p.rung, deadline=p.deadline, rule_code=p.rule_code, unit_id=p.target.unit_id,
+            level=p.target.level, from_unit_id=p.holder_unit_id, event_id=event_id,
+            escalated_at=p.now, urge_count=0,
+        ) if p.target is not None else None
+        for p, event_id in fired
+    ]
+    db.session.add_all([i for i in items if i is not None])
     db.session.flush()
-    supervisors = staff.get(p.target.unit_id, [])
-    notify.notify(supervisors, kind="escalated", at=p.now, ticket_id=p.ticket_id,
-                  escalation_id=item.id,
-                  title=f"工单{p.number}{label}超时，已升级至{p.target.name}",
-                  body="请督办。", data={**data, "escalation": item.id, "to": p.target.code},
-                  urgent=p.urgent, calendar=calendar)
-    return item
+    for (p, _), item in zip(fired, items, strict=True):
+        if item is None or p.target is None:
+            continue
+        label = CLOCK_LABELS.get(ClockKind(p.kind), p.kind)
+        notices += notify.notice_rows(
+            staff.get(p.target.unit_id, []), kind="escalated", at=p.now, ticket_id=p.ticket_id,
+            escalation_id=item.id, title=f"工单{p.number}{label}超时，已升级至{p.target.name}",
+            body="请督办。", data={**_data(p), "escalation": item.id, "to": p.target.code},
+            urgent=p.urgent, calendar=calendar)
+    notify.insert_notices(notices)
+    return items
+
+
+def _data(p: Plan) -> dict[str, Any]:
+    return {"number": p.number, "clock": p.kind, "rung": p.rung,
+            "deadline": p.deadline.isoformat()}

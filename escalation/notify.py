@@ -150,6 +150,11 @@ def notify(user_ids: Iterable[int], **kwargs: Any) -> None:
     _insert(notice_rows(user_ids, **kwargs))
 
 
+def insert_notices(rows: list[dict[str, Any]]) -> None:
+    """Add many :func:`notice_rows` at once (one statement), in the caller's transaction."""
+    _insert(rows)
+
+
 def staff_of(unit_ids: Iterable[int], roles: Sequence[Role] = STEERING) -> dict[int, list[int]]:
     """{unit id: [active user ids with one of ``roles``]} in one query."""
     ids = list(dict.fromkeys(unit_ids))

@@ -185,19 +185,20 @@ class ScanReport:
 
 
 def run_scan(now: datetime | None = None, *, batch: int = 500, reminder_batch: int = 5000,
-             time_budget: float = 50.0, commit_every: int = 20,
+             time_budget: float = 50.0, commit_every: int = 100,
              after_each: Callable[[int], None] | None = None) -> ScanReport:
-    """One deadline scan at ``now``: due-soon reminders in bulk, then each overdue rung under
-    its ticket's row lock (``check_escalate`` / ``do_escalate``), then the digests.
+    """One deadline scan at ``now``: due-soon reminders in bulk, then the overdue rungs in
+    groups of ``commit_every`` tickets under their row locks (``check_escalate_many`` /
+    ``do_escalate_many``: a few statements a group, not a dozen a ticket), then the digests.
 
-    Work commits in small groups (a batch of reminders; ``commit_every`` tickets), so a worker
-    killed mid-scan loses only its uncommitted group, which the next scan redoes; what did
-    commit is in ``fired`` and is never redone. ``after_each`` (tests) is called after each
-    ticket, following its group's commit when ``commit_every`` is 1.
+    Each group commits on its own, so a worker killed mid-scan loses only its uncommitted
+    group, which the next scan redoes; what did commit is in ``fired`` and is never redone.
+    ``after_each`` (tests) is called for each ticket of a group, just before the group's
+    commit — for the last one just after, as if the group were processed one by one.
     """
     from escalation import notify, scan
     from server.tickets import operations as ops
-    from server.tickets.queries import lock_ticket_for_job
+    from server.tickets.queries import lock_tickets_for_job
 
     started = time.monotonic()
     now = now or utcnow()
@@ -210,35 +211,40 @@ def run_scan(now: datetime | None = None, *, batch: int = 500, reminder_batch: i
             if handled < reminder_batch or time.monotonic() - started > time_budget:
                 break
         seen: set[int] = set()
-        done = pending = 0
+        done = 0
         while time.monotonic() - started <= time_budget:
             items = [i for i in scan.due_rungs(now, limit=batch) if i[0] not in seen]
             if not items:
                 break
-            for clock_id, ticket_id, _number in items:
-                seen.add(clock_id)
-                ticket = lock_ticket_for_job(ticket_id)
-                if ticket is None:  # being changed right now: the next scan comes back
-                    report.skipped += 1
-                    continue
-                checked = ops.check_escalate(ticket, clock_id, now)
-                event = ops.do_escalate(checked) if checked is not None else None
-                pending += 1
-                if pending >= commit_every:
-                    db.session.commit()
-                    pending = 0
-                if event is not None:
-                    report.escalated += 1
-                elif checked is not None:
-                    report.already_fired += 1
-                done += 1
-                if after_each is not None:
-                    after_each(done)
+            for start in range(0, len(items), max(1, commit_every)):
+                group = items[start:start + max(1, commit_every)]
+                seen.update(clock_id for clock_id, _, _ in group)
+                tickets = lock_tickets_for_job(list(dict.fromkeys(t for _, t, _ in group)))
+                # Tickets being changed right now: the next scan comes back to them.
+                report.skipped += sum(1 for _, t, _ in group if t not in tickets)
+                mine = [(tickets[t], clock_id) for clock_id, t, _ in group if t in tickets]
+                checks = ops.check_escalate_many(mine, now)
+                ready = [c for c in checks if c is not None]
+                fired = iter(ops.do_escalate_many(ready))
+                for checked in checks:
+                    if checked is None:
+                        continue
+                    if next(fired) is not None:
+                        report.escalated += 1
+                    else:
+                        report.already_fired += 1
+                for n in range(len(mine)):
+                    done += 1
+                    if n == len(mine) - 1:
+                        db.session.commit()
+                    if after_each is not None:
+                        after_each(done)
+                db.session.commit()
                 if time.monotonic() - started > time_budget:
                     report.complete = False
                     break
-            db.session.commit()
-            pending = 0
+            if not report.complete:
+                break
         report.digests = notify.flush(now)
         db.session.commit()
     except BaseException:

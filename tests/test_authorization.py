@@ -35,7 +35,9 @@ from server.tickets import permissions as perm
 from tests.conftest import ACCEPT_BODY, Api, World
 
 #: check_* that take no actor: run by jobs under the ticket lock, never from a user's request.
-SYSTEM_CHECKS = {"check_escalate"}
+SYSTEM_CHECKS = {"check_escalate", "check_escalate_many"}
+#: Batch pairs for system jobs (``check_*_many`` / ``do_*_many``): lists of what the pair takes.
+BATCHES = {"do_escalate_many", "check_escalate_many"}
 #: Routes that must answer without credentials. Logging out is idempotent: a phone whose
 #: session already expired must not get an error for a no-op.
 PUBLIC_ROUTES = {("POST", "/api/v1/session"), ("GET", "/api/v1/health"),
@@ -69,6 +71,9 @@ def test_do_takes_a_checked_first(name: str) -> None:
     params = list(inspect.signature(fn, eval_str=True).parameters.values())
     assert params, f"{name} takes no arguments"
     first = params[0]
+    if name in BATCHES:
+        assert typing.get_type_hints(fn)[first.name] == list[ops.Checked], name
+        return
     assert first.annotation is ops.Checked, \
         f"{name}'s first parameter must be annotated Checked, not {first.annotation!r}"
     assert first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD)
@@ -78,6 +83,9 @@ def test_do_takes_a_checked_first(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(_public_functions("check_")))
 def test_check_returns_checked(name: str) -> None:
     hints = typing.get_type_hints(_public_functions("check_")[name])
+    if name in BATCHES:
+        assert hints.get("return") == list[ops.Checked | None], name
+        return
     assert hints.get("return") in (ops.Checked, ops.Checked | None), name
 
 

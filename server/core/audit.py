@@ -119,23 +119,56 @@ def append_event(
     if head is None:
         head = EventHead(stream=stream, seq=0, hash=GENESIS)
         session.add(head)
-    when = at or utcnow()  # microsecond precision: what both databases keep
+    event = _chained(head, kind, actor, data, ticket_id, at or utcnow())
+    session.add(event)
+    session.flush()  # the id is needed by outbox messages that name the event
+    return event
+
+
+def append_events(items: list[tuple[str, str, dict[str, Any], int | None]], *,
+                  actor: Any | None, at: datetime) -> list[Event]:
+    """Append one event per (stream, kind, data, ticket id), all in one flush.
+
+    For system jobs that change many tickets at once (the deadline scan): the heads are read
+    in one statement and the events inserted in one batch. The caller holds the row locks
+    that order writers of these streams (the tickets'), as ``head_locked`` says for
+    :func:`append_event`; two items on one stream chain one after the other.
+    """
+    if not items:
+        return []
+    session = db.session
+    streams = list(dict.fromkeys(stream for stream, *_ in items))
+    heads = {h.stream: h for h in session.execute(
+        sa.select(EventHead).where(EventHead.stream.in_(streams))).scalars()}
+    events = []
+    for stream, kind, data, ticket_id in items:
+        head = heads.get(stream)
+        if head is None:
+            head = heads[stream] = EventHead(stream=stream, seq=0, hash=GENESIS)
+            session.add(head)
+        events.append(_chained(head, kind, actor, data, ticket_id, at))
+    session.add_all(events)
+    session.flush()
+    return events
+
+
+def _chained(head: EventHead, kind: str, actor: Any | None, data: dict[str, Any] | None,
+             ticket_id: int | None, when: datetime) -> Event:
+    """The next event of ``head``'s stream, hashed, with the head moved on to it."""
     event = Event(
-        stream=stream,
+        stream=head.stream,
         seq=head.seq + 1,
         ticket_id=ticket_id,
         kind=kind,
         actor_id=getattr(actor, "id", None),
         actor_name=getattr(actor, "username", None) or "system",
-        at=when,
+        at=when,  # microsecond precision: what both databases keep
         data=json.loads(json.dumps(data or {}, ensure_ascii=False, default=str)),
         prev_hash=head.hash,
     )
     event.hash = compute_hash(event)
     head.seq = event.seq
     head.hash = event.hash
-    session.add(event)
-    session.flush()  # the id is needed by outbox messages that name the event
     return event
 
 

@@ -26,7 +26,7 @@ from grids.crs import to_wgs84
 from grids.matching import match_location
 from grids.models import Grid, GridMember
 from hierarchy.models import Role, Unit, User
-from server.core.audit import Event, append_event
+from server.core.audit import Event, append_event, append_events
 from server.core.crypto import blind_index
 from server.core.db import db, utcnow
 from server.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -116,6 +116,29 @@ def _record(checked: Checked, kind: str, data: dict[str, Any], *,
         ticket.stream, kind, actor=checked.actor, data=data, ticket_id=ticket.id, at=now,
         head_locked=True, new_stream=new_stream,
     )
+    _recorded(ticket, kind, data, event, now)
+    return event
+
+
+def _record_many(checks: list[Checked], kind: str, datas: list[dict[str, Any]],
+                 now: datetime) -> list[Event]:
+    """:func:`_record` for many tickets at once, by one actor at one moment (a system job's
+    batch): the events in one flush, the rest as for one."""
+    for checked, data in zip(checks, datas, strict=True):
+        assert checked.ticket is not None
+        _sync_clocks(checked.ticket, kind, now, data)
+    events = append_events(
+        [(c.ticket.stream, kind, d, c.ticket.id) for c, d in zip(checks, datas, strict=True)
+         if c.ticket is not None],
+        actor=checks[0].actor if checks else None, at=now)
+    for checked, data, event in zip(checks, datas, events, strict=True):
+        assert checked.ticket is not None
+        _recorded(checked.ticket, kind, data, event, now)
+    return events
+
+
+def _recorded(ticket: Ticket, kind: str, data: dict[str, Any], event: Event,
+              now: datetime) -> None:
     ticket.version = event.seq
     ticket.updated_at = now
     queue_message(
@@ -131,7 +154,6 @@ def _record(checked: Checked, kind: str, data: dict[str, Any], *,
         ticket_id=ticket.id,
         event=event,
     )
-    return event
 
 
 def _unit_by_code(code: str) -> Unit:
@@ -813,19 +835,37 @@ def _sync_clocks(ticket: Ticket, kind: str, now: datetime, data: dict[str, Any])
 def check_escalate(ticket: Ticket, clock_id: int, now: datetime) -> Checked | None:
     """A system action: the rung of this clock due at ``now``, or None when nothing is due
     (already fired, stopped, moved). The caller holds the ticket row lock."""
-    plan = ladder.plan(ticket.id, ticket.number or "", clock_id, now)
-    if plan is None:
-        return None
-    return Checked("escalate", None, ticket, plan, at=now)  # type: ignore[arg-type]
+    return check_escalate_many([(ticket, clock_id)], now)[0]
+
+
+def check_escalate_many(items: list[tuple[Ticket, int]], now: datetime) -> list[Checked | None]:
+    """:func:`check_escalate` for a batch of (locked ticket, clock id) — the deadline scan's
+    groups — planned in a few statements whatever their number."""
+    plans = ladder.plan_many([(t.id, t.number or "", clock_id) for t, clock_id in items], now)
+    return [None if plan is None else Checked("escalate", None, ticket, plan, at=now)  # type: ignore[arg-type]
+            for (ticket, _), plan in zip(items, plans, strict=True)]
 
 
 def do_escalate(checked: Checked) -> Event | None:
     """Fire the rung exactly once: the ``fired`` row, the ticket event, the board item and
     the notices, all in the caller's transaction. None when another worker already fired it."""
-    plan: ladder.Plan = checked.body
-    if not ladder.claim(plan):
-        ladder.advance(plan)
-        return None
-    event = _record(checked, "escalate", plan.event_data())
-    ladder.apply(plan, event.id)
-    return event
+    return do_escalate_many([checked])[0]
+
+
+def do_escalate_many(checks: list[Checked]) -> list[Event | None]:
+    """:func:`do_escalate` for a batch: one claim for all the rungs, the events in one flush,
+    the board items and notices together. Rungs another worker fired already only move
+    their clocks on; they get None."""
+    plans: list[ladder.Plan] = [c.body for c in checks]
+    claimed = ladder.claim_many(plans)
+    if lost := [plan for plan, won in zip(plans, claimed, strict=True) if not won]:
+        ladder.advance_many(lost)
+    firing = [c for c, won in zip(checks, claimed, strict=True) if won]
+    if not firing:
+        return [None] * len(checks)
+    events = iter(_record_many(firing, "escalate", [c.body.event_data() for c in firing],
+                               firing[0].now()))
+    results = [next(events) if won else None for won in claimed]
+    ladder.apply_many([(c.body, e.id) for c, e in zip(checks, results, strict=True)
+                       if e is not None])
+    return results
