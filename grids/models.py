@@ -260,15 +260,21 @@ def _forget_on_end(session: Session) -> None:
 
 
 @event.listens_for(Session, "after_flush")
-def _touch_on_flush(session: Session, _context: Any) -> None:
-    """Replace the token of every kind of reference data this flush changed."""
+def _touch_on_flush(session: Session, context: Any) -> None:
+    """Replace the token of every kind of reference data this flush changed.
+
+    Looks only at the objects this flush wrote (``context.states``), not at ``session.dirty``,
+    which walks the whole identity map on every flush: a long job (the demo seed, an import)
+    holding thousands of objects paid for that on each of its thousands of flushes.
+    """
     changed: set[str] = set()
-    for obj in (*session.new, *session.deleted):
-        if (name := WATCHED.get(type(obj))) is not None:
-            changed.add(name)
-    for obj in session.dirty:
-        name = WATCHED.get(type(obj))
-        if name is not None and name not in changed and session.is_modified(obj):
+    for state, (is_delete, _list_only) in context.states.items():
+        name = WATCHED.get(state.class_)
+        if name is None or name in changed:
+            continue
+        obj = state.obj()
+        if is_delete or state.key is None or obj is None or obj in session.new \
+                or session.is_modified(obj):
             changed.add(name)
     if changed:
         session.info["geo_touched"] = True
