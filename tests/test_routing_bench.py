@@ -1,0 +1,105 @@
+"""Smart routing: migration 0004 both ways, and the benchmark's --train/--eval/--json path on
+a slice of the message-board data (skipped where the data set is absent)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import _settings, is_pg
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "datasets" / "gov-messages"
+
+
+@pytest.mark.skipif(is_pg(), reason="builds its own SQLite file from revision 0003")
+def test_migration_0004_backfills_and_goes_back(tmp_path: Path) -> None:
+    from flask_migrate import downgrade, upgrade
+
+    from server.app import _migrations_dir, create_app
+    from server.core.db import db
+
+    app = create_app(_settings(tmp_path, f"sqlite:///{tmp_path / 'old.sqlite3'}"),
+                     YIHAO_JOBS_ENABLED=False)
+    now = datetime(2025, 3, 3, 2, 0)
+    with app.app_context():
+        upgrade(directory=str(_migrations_dir()), revision="0003")
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO units (id, code, name, level, path, active, created_at) VALUES "
+                "(1, '210000', '辽宁省', 'province', '/1/', 1, :now)"), {"now": now})
+            conn.execute(sa.text(
+                "INSERT INTO users (id, username, display_name, unit_id, role, is_system, active,"
+                " created_at) VALUES (1, 'hotline', 'hotline', 1, 'platform', 0, 1, :now)"),
+                {"now": now})
+            for tid, code in ((1, "0603"), (2, None)):
+                conn.execute(sa.text(
+                    "INSERT INTO tickets (id, number, source, type, title, content, urgency, "
+                    "status, unit_id, accepting_unit_id, created_by_id, reporter_anonymous, "
+                    "accepted_at, deadline_provisional, extension_count, urge_count, "
+                    "reopen_count, version, updated_at, category_code) VALUES "
+                    "(:id, :number, 'hotline', 'complaint', 't', 'c', 'normal', 'closed', 1, 1, "
+                    "1, 1, :now, 0, 0, 0, 0, 1, :now, :code)"),
+                    {"id": tid, "number": f"YH{tid}", "now": now, "code": code})
+        upgrade(directory=str(_migrations_dir()), revision="0004")
+        with db.engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT id, category_source, category_confidence, duplicate_count FROM tickets "
+                "ORDER BY id")).all()
+            tables = set(sa.inspect(conn).get_table_names())
+        assert [tuple(r) for r in rows] == [(1, "operator", 1.0, 0), (2, None, None, 0)]
+        assert {"routing_models", "category_corrections", "ticket_links",
+                "emergency_handoffs"} <= tables
+        downgrade(directory=str(_migrations_dir()), revision="0003")
+        with db.engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("tickets")}
+            tables = set(sa.inspect(conn).get_table_names())
+        db.engine.dispose()
+    assert "duplicate_count" not in columns and "category_source" not in columns
+    assert "ticket_links" not in tables and "routing_models" not in tables
+
+
+def _bench():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("bench_routing", ROOT / "bench" / "routing.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_benchmark_trains_on_one_file_and_reports_on_another(tmp_path: Path) -> None:
+    labelled = DATA / "labeled_train.csv"
+    if not labelled.exists():
+        pytest.skip(f"benchmark data set not found at {DATA} (../shared/datasets/gov-messages/)")
+    with labelled.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fields = list(rows[0].keys())
+    for name, part in (("train.csv", rows[::2]), ("eval.csv", rows[1::4])):
+        with (tmp_path / name).open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(part)
+    with (DATA / "messages_hot.csv").open(encoding="utf-8", newline="") as fh:
+        hot = [r for _, r in zip(range(300), csv.DictReader(fh), strict=False)]
+    with (tmp_path / "unlabelled.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["title", "content"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(hot)
+    out = tmp_path / "result.json"
+    assert _bench().main(["--train", str(tmp_path / "train.csv"), "--eval",
+                          str(tmp_path / "eval.csv"), "--unlabeled",
+                          str(tmp_path / "unlabelled.csv"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    for key in ("macro_f1", "accuracy", "baseline_macro_f1", "latency_ms_p50", "latency_ms_p99"):
+        assert isinstance(result[key], float), key
+    # Half the labelled file is enough to beat chance (7 classes) by far, and the plain baseline.
+    assert result["macro_f1"] > 0.6 and result["macro_f1"] >= result["baseline_macro_f1"]
+    assert result["duplicates"]["pairs"] >= 200
+    assert result["latency_ms_p50"] < 50
