@@ -12,6 +12,7 @@ matched to, and keeps its ``grid_id``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +21,11 @@ import shapely
 import sqlalchemy as sa
 from shapely.geometry.base import BaseGeometry
 
-from hierarchy.models import Level, Unit, User
+from hierarchy.models import Level, Role, Unit, User
 from server.core.audit import append_event
 from server.core.db import db, utcnow
-from server.core.errors import Conflict, InvalidInput
+from server.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.core.outbox import queue_message
 
 from .crs import area_m2, check_lnglat
 from .geometry import bbox_columns, geometry_hash, normalise
@@ -237,3 +239,109 @@ def do_upsert_gazetteer_entry(actor: User | None, *, name: str, unit: Unit, kind
         append_event(f"unit:{unit.code}", "gazetteer.upsert", actor=actor,
                      data={"name": name, **values})
     return entry, True
+
+
+# ---------------------------------------------------------------- drawing on the map
+
+#: Who may draw or redraw grids on the map, within their own unit's subtree.
+GRID_EDIT_ROLES = frozenset({Role.station, Role.supervisor, Role.admin})
+
+#: The importer's problem kinds in words a station clerk reads (the importer's own English
+#: message follows in brackets: it names the other grid and the area).
+PROBLEM_LABELS = {
+    "self_intersection": "边界自相交", "invalid_geometry": "图形无效", "empty": "图形没有面积",
+    "impossible_coordinates": "坐标超出范围", "wrong_type": "不是多边形", "no_geometry": "没有图形",
+    "unreadable": "无法读取", "missing_property": "缺少编码、名称或所属村（社区）",
+    "too_long": "编码最多 40 个字符，名称最多 80 个字符", "unknown_unit": "所属村（社区）不存在",
+    "not_a_village": "网格只能属于村（社区）", "duplicate_code": "编码重复",
+    "duplicate_geometry": "与已有网格的图形完全相同", "overlap": "与其他网格重叠",
+    "outside_village": "超出所属村（社区）边界", "outside_township": "超出所属乡镇（街道）边界",
+    "outside_county": "超出所属县（区）边界", "gap": "村（社区）内留有未划入网格的空隙",
+    "unknown_crs": "坐标系不明",
+}
+#: Warnings that a file import only reports but a hand drawing must not get past: one grid
+#: drawn on a map is checked while it is drawn, so an overlap or a stray vertex is a mistake,
+#: not a survey artefact. Gaps stay warnings: a village is covered one grid at a time.
+REFUSED_WARNINGS = frozenset({"overlap", "outside_village", "outside_township", "outside_county"})
+
+
+@dataclass(frozen=True)
+class CheckedDrawing:
+    """What :func:`check_draw_grid` hands to :func:`do_draw_grid`: the validated drawing."""
+
+    actor: User
+    grid: Grid | None
+    code: str
+    name: str
+    unit: Unit
+    geom: BaseGeometry
+    warnings: tuple[str, ...]
+
+
+def problem_text(problem: Any) -> str:
+    label = PROBLEM_LABELS.get(problem.kind, problem.kind)
+    return f"{label}（{problem.message}）"
+
+
+def check_draw_grid(actor: User, *, code: str, name: str, unit_code: str,
+                    geometry: dict[str, Any] | None, crs: str = "wgs84") -> CheckedDrawing:
+    """Validate a grid drawn (or redrawn) on the map through the grid importer's own checks,
+    so a hand drawing meets exactly the rules a file import does — plus :data:`REFUSED_WARNINGS`.
+
+    Raises 403 for a role that may not draw, 404 for a grid outside the actor's jurisdiction,
+    422 with the validation report (``details.problems``) for a drawing that is refused.
+    """
+    from .importer import import_grids, read_polygons
+    from .io import RawFeature, SourceFile
+
+    if actor.role not in GRID_EDIT_ROLES:
+        raise Forbidden("only township stations, county supervisors and administrators draw "
+                        "grids", code="forbidden")
+    code, name, unit_code = code.strip(), name.strip(), unit_code.strip()
+    grid = db.session.execute(sa.select(Grid).where(Grid.code == code)).scalar_one_or_none()
+    if grid is not None and not grid.unit.is_within(actor.unit):
+        raise NotFound(f"grid {code} not found", code="grid_not_found")
+    unit = db.session.execute(sa.select(Unit).where(Unit.code == unit_code)).scalar_one_or_none()
+    if unit is not None and not unit.is_within(actor.unit):
+        raise InvalidInput(f"{unit.name} is outside your jurisdiction",
+                           code="target_out_of_scope", field="unit")
+    feature = RawFeature(1, {"code": code, "name": name, "unit": unit_code},
+                         geometry if isinstance(geometry, dict) else None,
+                         None if isinstance(geometry, dict) else "no geometry")
+    report = import_grids(SourceFile([feature], None), crs=crs,
+                          dry_run=True, actor=actor, source_name="map")
+    refused = [*report.errors,
+               *(p for p in report.warnings if p.kind in REFUSED_WARNINGS)]
+    if refused:
+        raise InvalidInput("网格未保存：" + "；".join(problem_text(p) for p in refused),
+                           code="grid_refused", problems=[p.to_dict() for p in report.problems])
+    if report.unchanged:
+        raise Conflict("网格没有变化", code="grid_unchanged")
+    assert unit is not None  # an unknown unit is an importer error above
+    polygons = read_polygons([(1, code, geometry)], crs, report)
+    geom, _ = polygons[1]
+    return CheckedDrawing(actor, grid, code, name, unit, geom,
+                          tuple(problem_text(p) for p in report.warnings))
+
+
+def do_draw_grid(checked: CheckedDrawing) -> Grid:
+    """Create the grid, or give it a new :class:`GridVersion` (the old one is closed; tickets
+    keep their grid), with its audit event (``grid.create`` / ``grid.redraw``, source "map")
+    and an outbox message for systems that mirror the grids. Never commits."""
+    now = utcnow()
+    if checked.grid is None:
+        grid = do_create_grid(checked.actor, code=checked.code, name=checked.name,
+                              unit=checked.unit, geom=checked.geom, source="map", at=now)
+        created = True
+    else:
+        grid = checked.grid
+        do_redraw_grid(checked.actor, grid, name=checked.name, unit=checked.unit,
+                       geom=checked.geom, source="map", at=now)
+        created = False
+    db.session.flush()
+    queue_message("grid.create" if created else "grid.redraw", {
+        "code": grid.code, "name": grid.name, "unit": checked.unit.code,
+        "version": grid.version, "hash": grid.geom_hash, "source": "map",
+        "by": checked.actor.username,
+    })
+    return grid
