@@ -1,8 +1,8 @@
 """Notifications through one channel interface.
 
 Every notice is first a row in ``notifications`` — the in-app inbox the PWA reads. Outbound
-channels (an SMS gateway behind an outbound webhook now; Web Push once the PWA registers its
-channel) then send **one digest per person per flush** for that person's rows not yet
+channels (an SMS gateway behind an outbound webhook; Web Push, registered by
+``escalation/push.py``) then send **one digest per person per flush** for that person's rows not yet
 dispatched: a worker with twenty due tickets gets one message, not twenty.
 
 Reminders wait for the recipient's working hours (08:30–17:30 on a working day, Shanghai),
@@ -44,7 +44,7 @@ class Digest:
     """What a channel sends to one person: their pending notices, summed up."""
 
     user: User
-    #: Pending notices (rows with id, kind, title, body, data).
+    #: Pending notices (rows with id, kind, title, body, data, urgent).
     items: Sequence[Any]
 
     @staticmethod
@@ -75,12 +75,14 @@ class Digest:
 
 
 KIND_LABELS = {"due_soon": "即将超时", "overdue": "已超时", "escalated": "升级督办",
-               "calendar_missing": "日历缺失"}
+               "calendar_missing": "日历缺失", "assigned": "新派工单", "urged": "督办催办"}
 
 
 class Channel(Protocol):
     """An outbound channel. ``send`` runs inside the flush transaction and must only queue
-    (an outbox message, a job after commit), never call out directly."""
+    (an outbox message, a job after commit), never call out directly. A channel may set
+    ``urgent_only_now = True`` to take only the urgent ones of the notices :func:`send_now`
+    sends at once."""
 
     name: str
 
@@ -91,6 +93,9 @@ class SmsWebhookChannel:
     """SMS through a gateway that receives outbound webhooks on topic ``notify.sms``."""
 
     name = "sms"
+    #: Of the notices sent at once (:func:`send_now`), only urgent ones: a text per
+    #: assignment costs money and attention; Web Push and the live stream carry the rest.
+    urgent_only_now = True
 
     def send(self, digest: Digest) -> None:
         phone = digest.user.phone
@@ -199,6 +204,42 @@ def alert_missing_years(years: Sequence[int], at: datetime) -> None:
     on_commit(lambda: done.update(todo))
 
 
+# ---------------------------------------------------------------- sent at once
+
+
+def send_now(user_ids: Iterable[int], *, kind: str, at: datetime, title: str, body: str = "",
+             ticket_id: int | None = None, data: dict[str, Any] | None = None,
+             urgent: bool = False) -> int:
+    """Notices a person's action causes now (a new assignment, an urge), in the caller's
+    transaction. They are not reminders: never held to working hours, never batched with
+    later ones — each goes out as its own digest through every channel at once (an
+    ``urgent_only_now`` channel, SMS, only when urgent), and is marked dispatched in the same
+    transaction, so the flush never sends it again. Returns the number of digests."""
+    rows = notice_rows(user_ids, kind=kind, at=at, title=title, body=body, ticket_id=ticket_id,
+                       data=data, urgent=True)
+    if not rows:
+        return 0
+    for row in rows:
+        row.update(urgent=urgent, dispatched_at=at)
+    c = Notification.__table__.c
+    inserted = db.session.execute(
+        sa.insert(Notification.__table__).returning(c.id, c.user_id, c.kind, c.title, c.body,
+                                                    c.data, c.urgent), rows).all()
+    users = {u.id: u for u in db.session.execute(
+        sa.select(User).where(User.id.in_([r.user_id for r in inserted]))).scalars()}
+    digests = 0
+    for note in inserted:
+        user = users.get(note.user_id)
+        if user is None or not user.active:
+            continue
+        digest = Digest(user, [note])
+        for channel in CHANNELS:
+            if urgent or not getattr(channel, "urgent_only_now", False):
+                channel.send(digest)
+        digests += 1
+    return digests
+
+
 # ---------------------------------------------------------------- flushing
 
 
@@ -208,7 +249,7 @@ def flush(now: datetime, limit: int = 20_000) -> int:
     table = Notification.__table__
     c = table.c
     query = (
-        sa.select(c.id, c.user_id, c.kind, c.title, c.body, c.data)
+        sa.select(c.id, c.user_id, c.kind, c.title, c.body, c.data, c.urgent)
         .where(c.dispatched_at.is_(None), c.deliver_after <= now)
         .order_by(c.user_id, c.id)
         .limit(limit)

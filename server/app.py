@@ -51,6 +51,24 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(board_bp)
+
+    # The steering desk and the map (issue 4 item 5, issue 3 item 7).
+    from .map_pages import bp as map_bp
+    from .station_pages import bp as station_bp
+
+    app.register_blueprint(station_bp)
+    app.register_blueprint(map_bp)
+
+    import pwa  # the grid workers' phone app at /app/ (issue 4)
+    import pwa.pages
+
+    app.register_blueprint(pwa.bp)
+    app.register_blueprint(pwa.pages.bp)
+
+    # Web Push: the notification channel and its outbox handler (issue 4 item 4).
+    from escalation import push as web_push
+
+    web_push.init_app(app)
     return app
 
 
@@ -62,8 +80,11 @@ def _migrations_dir() -> Any:
 
 def _import_models() -> None:
     """Import every model module so metadata (and Alembic) see all tables."""
+    import escalation.push  # noqa: F401
     import grids.models  # noqa: F401
     import hierarchy.models  # noqa: F401
+    import pwa.models  # noqa: F401
+    import routing.models  # noqa: F401  (smart routing, issue 6)
     import server.core.audit
     import server.core.idempotency
     import server.core.outbox

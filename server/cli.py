@@ -361,3 +361,30 @@ def demo(host: str, port: int, tickets: int, no_serve: bool) -> None:
 
     run_demo(current_app._get_current_object(), host=host, port=port,  # type: ignore[attr-defined]
              tickets=tickets, serve=not no_serve)
+
+
+# ---------------------------------------------------------------- smart routing (issue 6)
+
+
+@main.command()
+@click.option("--force", is_flag=True,
+              help="Activate the new model even when it is not better on held-out tickets.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@with_appcontext
+def train(force: bool, seed: int) -> None:
+    """Train the category model from the tickets in the database (and staff corrections).
+
+    The new model replaces the active one only when it is better on held-out tickets.
+    """
+    import json
+
+    from routing.training import train_from_database
+
+    report = train_from_database(Path(current_app.config["YIHAO_HOME"]), force=force, seed=seed,
+                                 progress=lambda msg: click.echo(msg, err=True))
+    db.session.commit()
+    if report.version is None:
+        click.echo(report.decision)
+        return
+    click.echo(f"model v{report.version}: {report.decision}")
+    click.echo(json.dumps(report.metrics, ensure_ascii=False, indent=2))

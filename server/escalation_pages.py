@@ -59,10 +59,12 @@ def index():  # type: ignore[no-untyped-def]
         return redirect(url_for("pages.index"))
     ids = visible_ticket_ids(actor)
     now = utcnow()
-    items = board.escalations(ids, _filters(), 200)
-    lists = board.clock_lists(ids, now)
+    filters = _filters()
+    items = board.escalations(ids, filters, 200)
+    lists = board.clock_lists(ids, now, township=filters.township)
     return render_template(
-        "board.html", items=items, lists=lists, townships=board.township_counts(ids),
+        "board.html", items=items, lists=lists, townships=board.township_summary(ids, now),
+        township=filters.township,
         now=now, CLOCK_LABELS=CLOCK_LABELS, RESOLUTION_LABELS=RESOLUTION_LABELS,
         LEVEL_LABELS=LEVEL_LABELS, args=request.args,
     )

@@ -135,11 +135,12 @@ def test_the_board_decides_a_pending_extension(client, app, world) -> None:  # t
 
 def test_notifications_endpoint(as_user, escalated) -> None:  # type: ignore[no-untyped-def]
     mine = as_user("worker").get("/notifications").get_json()["items"]
-    assert {n["kind"] for n in mine} == {"due_soon", "overdue"}
+    # The assignment itself is a notice too (sent at once: issue 4, Web Push).
+    assert {n["kind"] for n in mine} == {"assigned", "due_soon", "overdue"}
     assert all(n["ticket"] == escalated for n in mine)
     resp = as_user("worker").post("/notifications/read", {"ids": [mine[0]["id"]]})
     assert resp.get_json() == {"read": 1}
-    assert len(as_user("worker").get("/notifications", unread="true").get_json()["items"]) == 1
+    assert len(as_user("worker").get("/notifications", unread="true").get_json()["items"]) == 2
     assert as_user("worker").post("/notifications/read", {"ids": "x"}).status_code == 422
     # Someone else's notifications cannot be marked.
     assert as_user("county").post("/notifications/read",

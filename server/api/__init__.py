@@ -122,4 +122,28 @@ def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
     return "服务器内部错误 / Internal server error", 500
 
 
-from . import escalations, meta, photos, reference, tickets  # noqa: E402,F401
+@bp.after_request
+def _echo_idempotency_key(response):  # type: ignore[no-untyped-def]
+    """Name the request's ``Idempotency-Key`` in the answer (errors included).
+
+    The phone's offline queue drops an item only on a 2xx that names its key: a captive
+    portal's or a proxy's 200 never does, so it cannot be taken for our server's yes.
+    """
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if key and len(key) <= 128 and key.isprintable() and key.isascii():
+        response.headers["Idempotency-Key"] = key
+        response.vary.add("Idempotency-Key")
+    return response
+
+
+from . import devices, escalations, meta, photos, reference, tickets  # noqa: E402,F401
+
+# Smart routing (issue 6): categories, corrections, duplicates, emergency hand-offs:
+from . import routing as _routing_routes  # noqa: E402,F401
+
+# The map screen's routes (grid load, ticket points, drawing a grid):
+from .map import openapi_paths as _map_paths  # noqa: E402,F401
+
+# Web Push subscriptions and the live stream of notices (issue 4 item 4):
+from .push import subscribe as _push_routes  # noqa: E402,F401
+from .stream import event_stream as _stream_routes  # noqa: E402,F401

@@ -22,6 +22,9 @@ from .openapi import build_openapi
 class LoginBody(BaseModel):
     username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    #: The phone app asks for a session that outlives the browser (its offline queue must
+    #: still be sendable after the phone restarts); desktop logins end with the browser.
+    remember: bool = False
 
 
 def user_dict(user: User) -> dict[str, Any]:
@@ -40,6 +43,7 @@ def login():  # type: ignore[no-untyped-def]
     if user is None or not user.active or user.is_system or not user.check_password(body.password):
         raise NotAuthenticated("wrong username or password", code="login_failed")
     log_in(user)
+    session.permanent = body.remember
     db.session.commit()
     return jsonify({"user": user_dict(user), "csrf_token": session["csrf"]})
 

@@ -142,6 +142,32 @@ def build_openapi() -> dict[str, Any]:
     from .escalations import openapi_paths as escalation_paths
 
     paths.update(escalation_paths())
+    # The map screen's reads and the hand-drawn grid (server/api/map.py).
+    from .map import DrawGridBody
+    from .map import openapi_paths as map_paths
+
+    paths.update(map_paths())
+    schema = DrawGridBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(schema.pop("$defs", {}))
+    components["DrawGridBody"] = schema
+    # The phones' queue reports and the stuck-device list (server/api/devices.py).
+    from .devices import openapi_paths as device_paths
+
+    more_paths, more_schemas = device_paths()
+    paths.update(more_paths)
+    components.update(more_schemas)
+    # Smart routing: categories, corrections, duplicates, hand-offs (server/api/routing.py).
+    from .routing import openapi_paths as routing_paths
+
+    more_paths, more_schemas = routing_paths()
+    paths.update(more_paths)
+    components.update(more_schemas)
+    # Web Push subscriptions and who push reaches (server/api/push.py).
+    from .push import openapi_paths as push_paths
+
+    more_paths, more_schemas = push_paths()
+    paths.update(more_paths)
+    components.update(more_schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Yihao (一号) API", "version": "1",

@@ -142,6 +142,27 @@ def reveal_reporter(number: str):  # type: ignore[no-untyped-def]
     return run_write(handler, {})
 
 
+def _reassigned_meanwhile(actor: User, ticket: Ticket, body: Any) -> None:
+    """409 ``reassigned`` (with the ticket as it is now) instead of a bare 403 when the actor
+    worked on this ticket and others changed it since the version the actor saw.
+
+    That is a phone replaying its offline queue after the ticket was given to someone else:
+    the worker must see plainly what happened, and keeps what they wrote (issue 4).
+    """
+    base = getattr(body, "base_version", None)
+    if base is None or base >= ticket.version:
+        return
+    mine = sa.select(Event.id).where(Event.stream == ticket.stream, Event.actor_id == actor.id)
+    others = sa.select(Event.id).where(Event.stream == ticket.stream, Event.seq > base,
+                                       Event.actor_id.is_distinct_from(actor.id))
+    if db.session.execute(mine.limit(1)).first() is None \
+            or db.session.execute(others.limit(1)).first() is None:
+        return
+    raise Conflict(f"the ticket was reassigned since version {base}", code="reassigned",
+                   version=ticket.version, status=str(ticket.status),
+                   current=ticket_dict(ticket, actor, detail=True))
+
+
 @bp.post("/tickets/<number>/<action_name>")
 def ticket_action(number: str, action_name: str):  # type: ignore[no-untyped-def]
     action = ops.find_action(action_name)
@@ -154,6 +175,9 @@ def ticket_action(number: str, action_name: str):  # type: ignore[no-untyped-def
             checked = action.check(actor, ticket, body)
         except Conflict as exc:  # the client sees what the ticket is now
             exc.details["current"] = ticket_dict(ticket, actor, detail=True)
+            raise
+        except Forbidden:
+            _reassigned_meanwhile(actor, ticket, body)
             raise
         event = action.do(checked)
         result = ticket_dict(ticket, actor, detail=True)

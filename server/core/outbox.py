@@ -7,6 +7,7 @@ that rolled back. Delivery is at-least-once; receivers de-duplicate by the messa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,24 @@ _dispatcher: Any = None
 def set_dispatcher(func: Any) -> None:
     global _dispatcher
     _dispatcher = func
+
+
+class RetryLater(Exception):
+    """Raised by a topic handler: this message is not (fully) delivered yet; try again
+    after the usual back-off. What the handler recorded before raising is kept."""
+
+
+#: Topics delivered by code in this process rather than (only) by webhooks, e.g. Web Push:
+#: {topic: handler(message)}. A handler raises :class:`RetryLater` (or ``OSError``) to retry.
+_handlers: dict[str, Callable[[OutboxMessage], None]] = {}
+
+
+def register_handler(topic: str, handler: Callable[[OutboxMessage], None]) -> None:
+    _handlers[topic] = handler
+
+
+def handler_for(topic: str) -> Callable[[OutboxMessage], None] | None:
+    return _handlers.get(topic)
 
 
 class OutboxMessage(db.Model):

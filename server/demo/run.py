@@ -117,6 +117,7 @@ def print_logins(info: dict[str, Any], base_url: str) -> None:
     for label, username, unit in info["logins"]:
         click.echo(f"  {_pad(label, 26)}{_pad(username, 22)}{unit}")
     click.echo("  every demo unit also has u-<unit code>, every grid w-<grid code>")
+    click.echo(f"网格员手机工作台 grid worker phone app:  {base_url}/app/  (docs/pwa.md)")
     click.echo(line)
     click.echo(f"12345 热线系统令牌 hotline API token:  {info['token']}")
     click.echo("受理一张工单 accept a ticket:")

@@ -104,7 +104,34 @@ def ticket_dict(ticket: Ticket, viewer: User, *, detail: bool = False) -> dict[s
                 "comment": ticket.followup_comment, "at": _iso(ticket.followed_up_at)},
             "reopen_count": ticket.reopen_count,
         }
+    body |= routing_fields(ticket, viewer, detail=detail)
     return body
+
+
+def routing_fields(ticket: Ticket, viewer: User, *, detail: bool) -> dict[str, Any]:
+    """Smart routing (issue 6): the category's label, confidence and source, "N other
+    reports", and emergency services; the explanation only in detail (it is the longest)."""
+    from routing.taxonomy import default_taxonomy
+
+    count = ticket.duplicate_count or 0
+    out: dict[str, Any] = {
+        "category_label": default_taxonomy().label(ticket.category_code),
+        "category_confidence": ticket.category_confidence,
+        "category_source": ticket.category_source,
+        "duplicate_count": count,
+        "duplicate_label": f"另有{count}条相同反映" if count else None,
+        "emergency_services": ticket.emergency_services.split(",")
+        if ticket.emergency_services else [],
+    }
+    if detail:
+        out["category_explanation"] = _visible_similar(ticket.category_explanation, viewer)
+        out["duplicate_of"] = None
+        if ticket.duplicate_of_id is not None:
+            from server.core.db import db
+
+            primary = db.session.get(Ticket, ticket.duplicate_of_id)
+            out["duplicate_of"] = primary.number if primary is not None else None
+    return out
 
 
 def event_dict(event: Event) -> dict[str, Any]:
@@ -117,3 +144,20 @@ def event_dict(event: Event) -> dict[str, Any]:
         "hash": event.hash,
         "prev_hash": event.prev_hash,
     }
+
+
+def _visible_similar(explanation: dict[str, Any] | None, viewer: User) -> dict[str, Any] | None:
+    """The explanation's "similar past tickets", less those outside the viewer's jurisdiction
+    (one query, only when there are any)."""
+    if not explanation or not explanation.get("similar"):
+        return explanation
+    import sqlalchemy as sa
+
+    from server.core.db import db
+
+    from .queries import visible_clause
+
+    numbers = [s["ticket"] for s in explanation["similar"]]
+    seen = set(db.session.execute(sa.select(Ticket.number).where(
+        Ticket.number.in_(numbers), visible_clause(viewer))).scalars())
+    return {**explanation, "similar": [s for s in explanation["similar"] if s["ticket"] in seen]}
