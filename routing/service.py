@@ -164,11 +164,19 @@ def route_new_ticket(ticket: Any, actor: Any, now: datetime, *,
     if candidates:
         from server.tickets.models import Ticket
 
+        if db.engine.dialect.name == "postgresql":
+            # The counters below change the older tickets' rows. Lock them first, in id
+            # order (FOR NO KEY UPDATE, which the links' foreign-key checks do not block):
+            # ten neighbours reporting the same pothole at once then queue behind each other
+            # instead of deadlocking on each other's counters.
+            db.session.execute(
+                sa.select(Ticket.id).where(Ticket.id.in_(sorted({c.ticket_id for c in candidates})))
+                .order_by(Ticket.id).with_for_update(key_share=True))
         for c in candidates:
             db.session.add(TicketLink(ticket_id=ticket.id, other_id=c.ticket_id, score=c.score,
                                       text_score=c.text_score, distance_m=c.distance_m,
                                       status="proposed", created_at=now))
-        # A derived counter on the older tickets: an atomic increment, no row lock needed.
+        # A derived counter on the older tickets: an atomic increment under the locks above.
         db.session.execute(sa.update(Ticket).where(
             Ticket.id.in_([c.ticket_id for c in candidates])).values(
             duplicate_count=Ticket.duplicate_count + 1))
