@@ -70,7 +70,7 @@ def region_code_of(index: NameIndex, unit_id: int) -> str | None:
 def _grid_result(hit: GridHit, index: NameIndex, confidence: float, reason: str,
                  point: tuple[float, float] | None, method: str) -> MatchResult:
     # The rota (members) loads only if the caller asks for the on-duty worker.
-    grid = db.session.get(Grid, hit.grid_id, options=[
+    grid = hit.grid or db.session.get(Grid, hit.grid_id, options=[
         lazyload(Grid.members), joinedload(Grid.unit).lazyload(Unit.parent)])
     assert grid is not None
     return MatchResult(grid, grid.unit, region_code_of(index, grid.unit_id), confidence, reason,
