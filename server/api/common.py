@@ -21,6 +21,7 @@ from server.auth import check_csrf, current_actor
 from server.core import idempotency as idem
 from server.core.db import db
 from server.core.errors import InvalidInput, Unavailable
+from server.tickets.serialize import event_dict, ticket_dict
 
 M = TypeVar("M", bound=BaseModel)
 Result = tuple[dict[str, Any], int]
@@ -158,3 +159,10 @@ def int_arg(name: str, default: int, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise InvalidInput(f"{name} must be between {lo} and {hi}", field=name)
     return value
+
+
+def ticket_answer(ticket: Any, actor: User, event: Any) -> Result:
+    """What an action on a ticket answers: the ticket as the actor now sees it, and the event."""
+    result = ticket_dict(ticket, actor, detail=True)
+    result["event"] = event_dict(event)
+    return result, 200

@@ -21,10 +21,9 @@ from server.core.db import db
 from server.core.errors import Forbidden
 from server.tickets.models import Ticket
 from server.tickets.queries import get_visible_ticket, visible_clause
-from server.tickets.serialize import event_dict, ticket_dict
 
 from . import bp
-from .common import json_body, parse, run_write
+from .common import json_body, parse, run_write, ticket_answer
 
 
 class PreviewBody(BaseModel):
@@ -71,9 +70,7 @@ def correct_category(number: str):  # type: ignore[no-untyped-def]
         body = parse(rops.CategoryBody, raw)
         ticket = get_visible_ticket(actor, number, lock=True)
         event = rops.do_correct_category(rops.check_correct_category(actor, ticket, body))
-        result = ticket_dict(ticket, actor, detail=True)
-        result["event"] = event_dict(event)
-        return result, 200
+        return ticket_answer(ticket, actor, event)
 
     return run_write(handler, raw)
 
@@ -112,9 +109,7 @@ def decide_duplicate(number: str, other: str, decision: str):  # type: ignore[no
         link, other_ticket = rops.find_link(ticket, other)
         event = rops.do_decide_duplicate(
             rops.check_decide_duplicate(actor, ticket, link, other_ticket, decision))
-        result = ticket_dict(ticket, actor, detail=True)
-        result["event"] = event_dict(event)
-        return result, 200
+        return ticket_answer(ticket, actor, event)
 
     return run_write(handler, raw)
 
@@ -128,9 +123,7 @@ def emergency_handoff(number: str):  # type: ignore[no-untyped-def]
         body = parse(rops.HandoffBody, raw)
         ticket = get_visible_ticket(actor, number, lock=True)
         event = rops.do_hand_off(rops.check_hand_off(actor, ticket, body))
-        result = ticket_dict(ticket, actor, detail=True)
-        result["event"] = event_dict(event)
-        return result, 200
+        return ticket_answer(ticket, actor, event)
 
     return run_write(handler, raw)
 

@@ -23,7 +23,7 @@ from server.tickets.queries import get_visible_ticket, visible_tickets
 from server.tickets.serialize import event_dict, reporter_dict, ticket_dict
 
 from . import bp
-from .common import decode_cursor, encode_cursor, int_arg, json_body, parse, run_write
+from .common import decode_cursor, encode_cursor, int_arg, json_body, parse, run_write, ticket_answer
 
 LIST_OPTIONS = (
     joinedload(Ticket.unit),
@@ -180,12 +180,11 @@ def ticket_action(number: str, action_name: str):  # type: ignore[no-untyped-def
             _reassigned_meanwhile(actor, ticket, body)
             raise
         event = action.do(checked)
-        result = ticket_dict(ticket, actor, detail=True)
-        result["event"] = event_dict(event)
+        result, status = ticket_answer(ticket, actor, event)
         refusal = checked.resolved.get("refusal")
         if refusal is not None:  # recorded, and committed, but refused: say so as an error
             return {**refusal.to_dict(), "current": result, "event": result["event"]}, refusal.status
-        return result, 200
+        return result, status
 
     return run_write(handler, raw)
 

@@ -293,10 +293,17 @@ def auto_dispatch(ticket: Ticket, actor: User, now: datetime) -> Event | None:
             or ticket.unit_id != actor.unit_id or not perm.can_dispatch_to(actor, grid.unit):
         return None
     members = {m.user_id for m in grid.members if m.on_duty}
-    worker = actor if actor.role == Role.grid_worker and actor.id in members else grid.on_duty_worker()
-    body = s.DispatchBody(grid=grid.code, note="按网格自动派单")
-    checked = Checked("dispatch", actor, ticket, body,
-                      {"unit": grid.unit, "grid": grid, "worker": worker, "auto": True}, at=now)
+    worker = actor if actor.role == Role.grid_worker and actor.id in members else None
+    return _dispatch_to_grid(ticket, actor, grid, "按网格自动派单", now, worker=worker)
+
+
+def _dispatch_to_grid(ticket: Ticket, actor: User, grid: Grid, note: str, now: datetime, *,
+                      worker: User | None = None) -> Event:
+    """A dispatch the system decided (auto-dispatch, a corrected location): to ``worker``, or
+    the grid's on-duty worker, as an ordinary ``dispatch`` event marked ``auto``."""
+    checked = Checked("dispatch", actor, ticket, s.DispatchBody(grid=grid.code, note=note),
+                      {"unit": grid.unit, "grid": grid, "worker": worker or grid.on_duty_worker(),
+                       "auto": True}, at=now)
     return do_dispatch(checked)
 
 
@@ -434,10 +441,7 @@ def do_correct_location(checked: Checked) -> Event:
             and ticket.unit_id == old_grid.unit_id and perm.can_dispatch(actor, ticket) \
             and perm.can_dispatch_to(actor, ticket.grid.unit) \
             and current_app.config.get("YIHAO_AUTO_DISPATCH", True):
-        grid = ticket.grid
-        do_dispatch(Checked("dispatch", actor, ticket, s.DispatchBody(grid=grid.code, note="位置更正后改派"),
-                            {"unit": grid.unit, "grid": grid, "worker": grid.on_duty_worker(),
-                             "auto": True}, at=now))
+        _dispatch_to_grid(ticket, actor, ticket.grid, "位置更正后改派", now)
     return event
 
 
