@@ -69,7 +69,11 @@
     return {status: resp.status, data: data};
   }
 
+  /* The browser's "offline" is certain, its "online" is not (a captive portal, a dead cell):
+   * so we go online only on a reply from our server, and never while the browser says
+   * offline — else "saved, sending" would be shown to a worker whose phone is offline. */
   function setOnline(online) {
+    if (online && navigator.onLine === false) online = false;
     if (state.online !== online) { state.online = online; drawNet(); }
   }
 
@@ -287,7 +291,7 @@
         banner(h(t('login.expired')) + ' <a href="#/login">' + h(t('login.again')) + '</a>', 'warn');
       }
       if (result && result.offline) setOnline(false);
-      else if (result && !result.busy) setOnline(true);
+      else if (result && (result.sent || result.attention)) setOnline(true);  // the server replied
       return refreshStats();
     }).then(function (s) {
       var summary = s.length + '/' + s.attention;

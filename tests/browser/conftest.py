@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,63 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-quic"]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """When a browser test fails, keep what a person needs to see why: a screenshot of every
+    page still open (tests/screenshots/failed-*.png) and what the pages printed, appended to
+    the report. Runs before teardown closes the pages."""
+    report = yield
+    lines: list[str] | None = item.stash.get(_BROWSER_LOG, None)
+    browser = getattr(item, "funcargs", {}).get("browser")
+    if report.when == "call" and report.failed and lines is not None and browser is not None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for c, context in enumerate(browser.contexts):
+            for p, page in enumerate(context.pages):
+                path = SCREENSHOTS / f"failed-{item.name}-{c}-{p}.png"
+                try:
+                    page.screenshot(path=str(path), full_page=True)
+                    lines.append(f"screenshot {path} of {page.url}")
+                except Exception as error:
+                    lines.append(f"no screenshot of {page.url}: {error}")
+        report.sections.append(("browser log", "\n".join(lines)))
+    return report
+
+
+_BROWSER_LOG = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(autouse=True)
+def _browser_log(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Record what every browser context of the test prints (console messages, uncaught
+    errors, failed requests), for the report of a failed test."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    browser = request.getfixturevalue("browser")
+    lines: list[str] = []
+    request.node.stash[_BROWSER_LOG] = lines
+    started = time.monotonic()
+
+    def note(text: str) -> None:
+        lines.append(f"{time.monotonic() - started:7.2f}s {text}")
+
+    original = browser.new_context
+
+    def new_context(*args: Any, **kwargs: Any) -> Any:
+        context = original(*args, **kwargs)
+        context.on("console", lambda m: note(f"console.{m.type}: {m.text}"))
+        context.on("weberror", lambda e: note(f"pageerror: {e.error}"))
+        context.on("requestfailed",
+                   lambda r: note(f"requestfailed: {r.method} {r.url} {r.failure}"))
+        return context
+
+    browser.new_context = new_context
+    try:
+        yield
+    finally:
+        browser.new_context = original
 
 
 @pytest.fixture(scope="session")

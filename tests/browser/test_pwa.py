@@ -617,6 +617,31 @@ def test_a_refused_check_in_shows_why_and_goes_through_with_a_reason(
     page.get_by_role("button", name="重新打卡").wait_for()
 
 
+def test_an_empty_queue_sent_while_offline_does_not_claim_online(
+        live_server: str, phone: Callable, assigned: str, as_user: Callable) -> None:
+    """Nothing to send is no news from the server: the phone stays "offline" and a tap says
+    saved on the phone, not "sending" (a race that once made a worker's screen lie)."""
+    context = phone()
+    page = context.new_page()
+    log_in(page, live_server)
+    open_ticket(page, assigned)
+    context.set_offline(True)
+    page.wait_for_function("() => document.getElementById('net').classList.contains('off')")
+    # back to the foreground with nothing queued: the app tries to send, nothing goes out
+    page.evaluate("""() => { Object.defineProperty(document, 'visibilityState',
+                               {value: 'visible', configurable: true});
+                             document.dispatchEvent(new Event('visibilitychange')); }""")
+    page.evaluate("() => window.dispatchEvent(new Event('online'))")  # a spurious one, too
+    page.wait_for_timeout(500)
+    assert "off" in (page.locator("#net").get_attribute("class") or "")
+    page.get_by_role("button", name="签收").click()
+    page.get_by_text("已保存在手机上，联网后自动发送").wait_for()
+    assert kinds(as_user, assigned)[-1] != "sign"
+    context.set_offline(False)
+    wait_queue_empty(page)
+    assert kinds(as_user, assigned)[-1] == "sign"
+
+
 def test_return_with_a_reason(live_server: str, phone: Callable, assigned: str,
                               as_user: Callable) -> None:
     page = phone().new_page()
