@@ -142,7 +142,8 @@ def kinds(as_user: Callable[[str], Any], number: str) -> list[str]:
 def open_ticket(page: Any, number: str) -> None:
     page.get_by_role("link", name="浑河湾社区南门路灯不亮").first.click()
     page.wait_for_url(f"**/app/#/t/{number}")
-    page.get_by_role("heading", name="浑河湾社区南门路灯不亮").wait_for()
+    # the ticket's own screen, not the list's heading of the same words still on screen
+    page.locator(f"article.ticket[data-number='{number}'] h1").wait_for()
 
 
 def sign_and_check_in(page: Any) -> None:
@@ -491,6 +492,15 @@ def test_pwa_audit_manifest_worker_and_offline_start(
     assert page.evaluate("!!navigator.serviceWorker.controller")
     assert page.evaluate("navigator.storage.persisted()") in (True, False)
     page.locator("a.task").first.wait_for()
+    # the open tickets are kept on the phone in the background after the list: wait for them
+    page.wait_for_function("""async () => {
+        const list = await YihaoStore.get('cache', 'list');
+        if (!list) return false;
+        for (const t of list.data.items) {
+            if (!await YihaoStore.get('cache', 'events:' + t.number)) return false;
+        }
+        return true;
+    }""")
 
     # offline start: load once (done), go offline, reload — the shell and my tickets appear
     context.set_offline(True)
@@ -499,7 +509,7 @@ def test_pwa_audit_manifest_worker_and_offline_start(
     assert "浑河湾社区南门路灯不亮" in page.locator("ul.tasks").inner_text()
     assert page.locator("#net").inner_text().startswith("离线")
     page.locator("a.task").first.click()
-    page.get_by_role("heading", name="浑河湾社区南门路灯不亮").wait_for()
+    page.locator("article.ticket h1", has_text="浑河湾社区南门路灯不亮").wait_for()
     page.get_by_text("问题").first.wait_for()
     assert "和平区浑河湾社区南门路灯连续一周不亮" in page.locator("article").inner_text()
     shot(page, "pwa-offline-ticket")
