@@ -271,3 +271,20 @@ def test_workbench_statements_do_not_grow_with_grids_and_workers(
         html = page_text(client.get(f"/station/tickets/{number}"))
     assert "新网格7" in html and "新网格员7" in html
     assert len(many) == len(few), (len(few), len(many))
+
+
+def test_a_request_begun_before_login_does_not_log_the_user_out(app: Flask, world: Any) -> None:
+    """A browser sends requests of its own (the favicon, a page still loading) while a person
+    logs in. When such an anonymous request's answer arrives after the login's, any session
+    cookie it carries replaces the logged-in one. So an anonymous answer — an error page,
+    the login page — must not set a session cookie; only logging in does."""
+    browser = app.test_client()
+    for path in ("/favicon.ico", "/no-such-page", "/login", "/api/v1/health", "/api/v1/nope",
+                 "/app/"):
+        resp = browser.get(path)
+        assert resp.status_code < 500
+        assert not resp.headers.getlist("Set-Cookie"), (path, resp.headers.getlist("Set-Cookie"))
+    login = browser.post("/login", data={"username": "township", "password": PASSWORD})
+    assert login.status_code == 302 and login.headers.getlist("Set-Cookie")
+    page = browser.get("/station")
+    assert page.status_code == 200 and 'name="csrf-token"' in page.get_data(as_text=True)
