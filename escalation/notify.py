@@ -80,13 +80,14 @@ KIND_LABELS = {"due_soon": "即将超时", "overdue": "已超时", "escalated": 
 
 class Channel(Protocol):
     """An outbound channel. ``send`` runs inside the flush transaction and must only queue
-    (an outbox message, a job after commit), never call out directly. A channel may set
-    ``urgent_only_now = True`` to take only the urgent ones of the notices :func:`send_now`
-    sends at once."""
+    (an outbox message, a job after commit), never call out directly. It gets all the
+    digests of one flush at once, so that what it looks up (who has a phone, a device) is
+    one query, not one per person. A channel may set ``urgent_only_now = True`` to take
+    only the urgent ones of the notices :func:`send_now` sends at once."""
 
     name: str
 
-    def send(self, digest: Digest) -> None: ...
+    def send(self, digests: Sequence[Digest]) -> None: ...
 
 
 class SmsWebhookChannel:
@@ -97,11 +98,10 @@ class SmsWebhookChannel:
     #: assignment costs money and attention; Web Push and the live stream carry the rest.
     urgent_only_now = True
 
-    def send(self, digest: Digest) -> None:
-        phone = digest.user.phone
-        if not phone:
-            return
-        queue_message(SMS_TOPIC, {**digest.payload(), "phone": phone})
+    def send(self, digests: Sequence[Digest]) -> None:
+        for digest in digests:
+            if digest.user.phone:
+                queue_message(SMS_TOPIC, {**digest.payload(), "phone": digest.user.phone})
 
 
 CHANNELS: list[Channel] = [SmsWebhookChannel()]
@@ -227,17 +227,12 @@ def send_now(user_ids: Iterable[int], *, kind: str, at: datetime, title: str, bo
                                                     c.data, c.urgent), rows).all()
     users = {u.id: u for u in db.session.execute(
         sa.select(User).where(User.id.in_([r.user_id for r in inserted]))).scalars()}
-    digests = 0
-    for note in inserted:
-        user = users.get(note.user_id)
-        if user is None or not user.active:
-            continue
-        digest = Digest(user, [note])
-        for channel in CHANNELS:
-            if urgent or not getattr(channel, "urgent_only_now", False):
-                channel.send(digest)
-        digests += 1
-    return digests
+    digests = [Digest(users[note.user_id], [note]) for note in inserted
+               if note.user_id in users and users[note.user_id].active]
+    for channel in CHANNELS:
+        if digests and (urgent or not getattr(channel, "urgent_only_now", False)):
+            channel.send(digests)
+    return len(digests)
 
 
 # ---------------------------------------------------------------- flushing
@@ -264,17 +259,13 @@ def flush(now: datetime, limit: int = 20_000) -> int:
         by_user.setdefault(note.user_id, []).append(note)
     users = {u.id: u for u in db.session.execute(
         sa.select(User).where(User.id.in_(list(by_user)))).scalars()}
-    digests = 0
-    for user_id, items in by_user.items():
-        user = users.get(user_id)
-        if user is None or not user.active:
-            continue
-        digest = Digest(user, items)
-        for channel in CHANNELS:
-            channel.send(digest)
-        digests += 1
+    digests = [Digest(users[user_id], items) for user_id, items in by_user.items()
+               if user_id in users and users[user_id].active]
+    for channel in CHANNELS:
+        if digests:
+            channel.send(digests)
     ids = [n.id for n in pending]
     for start in range(0, len(ids), 5000):
         db.session.execute(sa.update(table).where(c.id.in_(ids[start:start + 5000]))
                            .values(dispatched_at=now))
-    return digests
+    return len(digests)

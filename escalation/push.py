@@ -27,6 +27,7 @@ import base64
 import ipaddress
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -416,18 +417,19 @@ class WebPushChannel:
 
     name = "push"
 
-    def send(self, digest: notify.Digest) -> None:
-        has_device = db.session.execute(
-            sa.select(PushSubscription.id).where(PushSubscription.user_id == digest.user.id)
-            .limit(1)).first()
-        if has_device is None:
-            return
-        items = list(digest.items)
-        urgent = any(getattr(i, "urgent", False) for i in items)
-        queue_message(PUSH_TOPIC, {
-            "user_id": digest.user.id, "user": digest.user.username,
-            "ttl": TTL_URGENT if urgent else TTL_NORMAL, "urgency": _urgency(items),
-            "message": push_message(digest)})
+    def send(self, digests: Sequence[notify.Digest]) -> None:
+        with_device = set(db.session.execute(
+            sa.select(PushSubscription.user_id).distinct()
+            .where(PushSubscription.user_id.in_({d.user.id for d in digests}))).scalars())
+        for digest in digests:
+            if digest.user.id not in with_device:
+                continue
+            items = list(digest.items)
+            urgent = any(getattr(i, "urgent", False) for i in items)
+            queue_message(PUSH_TOPIC, {
+                "user_id": digest.user.id, "user": digest.user.username,
+                "ttl": TTL_URGENT if urgent else TTL_NORMAL, "urgency": _urgency(items),
+                "message": push_message(digest)})
 
 
 # ---------------------------------------------------------------- delivery

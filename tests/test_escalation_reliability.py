@@ -3,7 +3,7 @@ jobs queued, and the clock jumping across a holiday — nothing lost, nothing do
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -94,7 +94,7 @@ def test_a_failing_channel_delays_the_digest_and_never_doubles_it(esc) -> None: 
         name = "flaky"
         failures = 1
 
-        def send(self, digest: notify.Digest) -> None:
+        def send(self, digests: Sequence[notify.Digest]) -> None:
             if self.failures:
                 self.failures -= 1
                 raise ConnectionError("gateway queue unavailable")

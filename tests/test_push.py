@@ -492,3 +492,38 @@ def test_vapid_keys_are_generated_once_into_the_home(app: Flask, tmp_path: Any) 
     assert push.load_vapid(pem, "mailto:ops@example.org").public_key == keys.public_key
     with pytest.raises(RuntimeError):
         push.load_vapid("not-a-key", "mailto:ops@example.org")
+
+
+def test_a_flush_costs_the_same_queries_for_one_person_or_many(
+        push_app: Flask, world: World, pushsvc: PushService) -> None:
+    """Every channel gets the flush's digests together: who has a device is one query for
+    all of them, not one per person (the push channel once asked per digest). The outbox
+    rows themselves are one per message, however they are batched."""
+    from datetime import UTC, datetime
+
+    from escalation import notify
+    from server.core.db import db
+    from tests.conftest import count_queries
+
+    for name in ("worker", "backup", "township"):
+        subscribe(Api(push_app.test_client(), world.tokens[name]), pushsvc.browser(name))
+    at = datetime(2025, 3, 4, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, a working Tuesday
+
+    def flush_for(names: list[str]) -> tuple[int, list[str]]:
+        with push_app.app_context():
+            notify.insert_notices(notify.notice_rows(
+                [world.users[n] for n in names], kind="urged", at=at, title="请处理",
+                urgent=True))
+            db.session.commit()
+            with count_queries(push_app) as statements:
+                digests = notify.flush(at)
+                db.session.flush()
+            db.session.commit()
+        return digests, [" ".join(st.split())[:60] for st in statements
+                         if not st.lstrip().startswith("INSERT INTO outbox")]
+
+    one = flush_for(["worker"])
+    many = flush_for(["worker", "backup", "township", "county", "hotline"])
+    assert one[0] == 1 and many[0] == 5
+    assert len(many[1]) == len(one[1]), "\n".join(one[1] + ["--"] + many[1])
+    assert sum("push_subscriptions" in st for st in many[1]) == 1
