@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hierarchy.models import Unit
-from server.core.db import db
+from server.core.db import UTCDateTime, db
 
 from . import calendar as cal_mod
 from . import notify
@@ -170,9 +170,35 @@ def fired_insert() -> Any:
         index_elements=["ticket_id", "clock", "cycle", "rung", "deadline"])
 
 
-def _fired_key(ticket_id: int, kind: str, cycle: int, rung: int,
+def fired_key(ticket_id: int, kind: str, cycle: int, rung: int,
                deadline: datetime) -> tuple[int, str, int, int, str]:
     return ticket_id, kind, cycle, rung, deadline.isoformat(timespec="microseconds")
+
+
+def insert_fired(rows: list[tuple[int, str, int, int, datetime]],
+                 now: datetime) -> set[tuple[int, str, int, int, str]]:
+    """Insert ``fired`` rows (ticket id, clock, cycle, rung, deadline) in one statement,
+    ``ON CONFLICT DO NOTHING``; returns the keys (:func:`fired_key`) that were new — the
+    rungs this transaction fires. On PostgreSQL the rows travel as five arrays, not as
+    thousands of parameters (whose parsing cost more than the insert)."""
+    if not rows:
+        return set()
+    f = Fired.__table__.c
+    if db.engine.dialect.name == "postgresql":
+        tickets, clocks, cycles, rungs, deadlines = (list(col) for col in zip(*rows, strict=True))
+        inserted = db.session.execute(sa.text(
+            "INSERT INTO fired (ticket_id, clock, cycle, rung, deadline, fired_at) "
+            "SELECT t, k, c, r, d, :now FROM unnest(CAST(:t AS BIGINT[]), "
+            "CAST(:k AS VARCHAR[]), CAST(:c AS INTEGER[]), CAST(:r AS INTEGER[]), "
+            "CAST(:d AS TIMESTAMPTZ[])) AS v(t, k, c, r, d) "
+            "ON CONFLICT DO NOTHING RETURNING ticket_id, clock, cycle, rung, deadline"),
+            {"t": tickets, "k": clocks, "c": cycles, "r": rungs, "d": deadlines, "now": now})
+    else:
+        inserted = db.session.execute(  # executemany: batched within SQLite's limits
+            fired_insert().returning(f.ticket_id, f.clock, f.cycle, f.rung, f.deadline),
+            [{"ticket_id": t, "clock": k, "cycle": c, "rung": r, "deadline": d,
+              "fired_at": now} for t, k, c, r, d in rows])
+    return {fired_key(*row) for row in inserted}
 
 
 def claim(p: Plan) -> bool:
@@ -184,49 +210,61 @@ def claim_many(plans: list[Plan]) -> list[bool]:
     """:func:`claim` for many rungs in one ``INSERT … ON CONFLICT DO NOTHING RETURNING``."""
     if not plans:
         return []
-    f = Fired.__table__.c
-    inserted = {
-        _fired_key(r.ticket_id, r.clock, r.cycle, r.rung, r.deadline)
-        for r in db.session.execute(
-            fired_insert().values([
-                {"ticket_id": p.ticket_id, "clock": p.kind, "cycle": p.cycle, "rung": p.rung,
-                 "deadline": p.deadline, "fired_at": p.now} for p in plans])
-            .returning(f.ticket_id, f.clock, f.cycle, f.rung, f.deadline))
-    }
-    return [_fired_key(p.ticket_id, p.kind, p.cycle, p.rung, p.deadline) in inserted
+    new = insert_fired([(p.ticket_id, p.kind, p.cycle, p.rung, p.deadline) for p in plans],
+                       plans[0].now)
+    return [fired_key(p.ticket_id, p.kind, p.cycle, p.rung, p.deadline) in new
             for p in plans]
 
 
-def advance(p: Plan) -> Clock:
+def advance(p: Plan) -> None:
     """Move the clock past the rung (whether or not this worker was the one to fire it)."""
-    return advance_many([p])[0]
+    advance_many([p])
 
 
-def advance_many(plans: list[Plan]) -> list[Clock]:
-    """:func:`advance` for many: the clocks loaded in one statement (the identity map does not
-    keep unchanged objects alive, and a load per clock would also flush the one before), then
-    changed together, so the flush writes them in one batch."""
-    ids = [p.clock_id for p in plans]
-    clocks = {c.id: c for c in db.session.execute(
-        sa.select(Clock).where(Clock.id.in_(ids))).scalars()}
-    for p in plans:
-        clock = clocks[p.clock_id]
-        clock.step = p.rung + 1
-        clock.next_fire_at = p.next_at
-        if clock.breached_at is None:
-            clock.breached_at = p.deadline
-    return [clocks[i] for i in ids]
+def advance_many(plans: list[Plan]) -> None:
+    """:func:`advance` for many: one UPDATE for all of them (from arrays on PostgreSQL, an
+    executemany by primary key on SQLite) — the plans carry what changes, so nothing is
+    loaded again. A copy of these clocks already in
+    the session is expired, so nothing reads the old rung afterwards."""
+    if not plans:
+        return
+    db.session.flush()  # pending ORM changes first: expiring below must not drop them
+    if db.engine.dialect.name == "postgresql":  # one statement, four arrays
+        db.session.execute(sa.text(
+            "UPDATE clocks SET step = v.s, next_fire_at = v.n, "
+            "breached_at = COALESCE(clocks.breached_at, v.d) "
+            "FROM unnest(CAST(:i AS BIGINT[]), CAST(:s AS INTEGER[]), "
+            "CAST(:n AS TIMESTAMPTZ[]), CAST(:d AS TIMESTAMPTZ[])) AS v(i, s, n, d) "
+            "WHERE clocks.id = v.i"),
+            {"i": [p.clock_id for p in plans], "s": [p.rung + 1 for p in plans],
+             "n": [p.next_at for p in plans], "d": [p.deadline for p in plans]})
+    else:
+        c = Clock.__table__.c
+        db.session.execute(
+            sa.update(Clock.__table__).where(c.id == sa.bindparam("b_id"))
+            .values(step=sa.bindparam("b_step"),
+                    next_fire_at=sa.bindparam("b_next", type_=UTCDateTime()),
+                    breached_at=sa.func.coalesce(
+                        c.breached_at, sa.bindparam("b_deadline", type_=UTCDateTime()))),
+            [{"b_id": p.clock_id, "b_step": p.rung + 1, "b_next": p.next_at,
+              "b_deadline": p.deadline} for p in plans])
+    ids = {p.clock_id for p in plans}
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, Clock) and obj.id in ids:
+            db.session.expire(obj)
 
 
-def apply(p: Plan, event_id: int | None) -> Escalation | None:
-    """The rung's effects, after :func:`claim` succeeded and the ticket event was appended."""
+def apply(p: Plan, event_id: int | None) -> int | None:
+    """The rung's effects, after :func:`claim` succeeded and the ticket event was appended;
+    the id of the board item it made (None when the rung reached no unit)."""
     return apply_many([(p, event_id)])[0]
 
 
-def apply_many(fired: list[tuple[Plan, int | None]]) -> list[Escalation | None]:
+def apply_many(fired: list[tuple[Plan, int | None]]) -> list[int | None]:
     """:func:`apply` for many rungs: clocks moved on, the holders told it is overdue, the
     previous rung's board items closed, the new board items and their supervisors' notices —
-    a handful of statements for the lot (one flush, one notices insert)."""
+    a handful of statements for the lot (the board items in one ``INSERT … RETURNING``, the
+    notices in one insert)."""
     if not fired:
         return []
     calendar = cal_mod.current()
@@ -252,28 +290,30 @@ def apply_many(fired: list[tuple[Plan, int | None]]) -> list[Escalation | None]:
             .where(Escalation.clock_id.in_(further), Escalation.resolved_at.is_(None))
             .values(resolved_at=fired[0][0].now, resolution="escalated_further")
         )
-    items: list[Escalation | None] = [
-        Escalation(
-            ticket_id=p.ticket_id, clock_id=p.clock_id, clock=p.kind, cycle=p.cycle,
-            rung=p.rung, deadline=p.deadline, rule_code=p.rule_code, unit_id=p.target.unit_id,
-            level=p.target.level, from_unit_id=p.holder_unit_id, event_id=event_id,
-            escalated_at=p.now, urge_count=0,
-        ) if p.target is not None else None
-        for p, event_id in fired
-    ]
-    db.session.add_all([i for i in items if i is not None])
-    db.session.flush()
-    for (p, _), item in zip(fired, items, strict=True):
-        if item is None or p.target is None:
-            continue
+    reaching = [(p, event_id) for p, event_id in fired if p.target is not None]
+    made: dict[int, int] = {}
+    if reaching:
+        table = Escalation.__table__
+        ids = db.session.execute(
+            sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+            [{"ticket_id": p.ticket_id, "clock_id": p.clock_id, "clock": p.kind,
+              "cycle": p.cycle, "rung": p.rung, "deadline": p.deadline,
+              "rule_code": p.rule_code, "unit_id": p.target.unit_id,
+              "level": p.target.level, "from_unit_id": p.holder_unit_id,
+              "event_id": event_id, "escalated_at": p.now, "urge_count": 0}
+             for p, event_id in reaching if p.target is not None]).scalars().all()
+        made = {p.clock_id: item_id for (p, _), item_id in zip(reaching, ids, strict=True)}
+    for p, _ in reaching:
+        assert p.target is not None
+        item_id = made[p.clock_id]
         label = CLOCK_LABELS.get(ClockKind(p.kind), p.kind)
         notices += notify.notice_rows(
             staff.get(p.target.unit_id, []), kind="escalated", at=p.now, ticket_id=p.ticket_id,
-            escalation_id=item.id, title=f"工单{p.number}{label}超时，已升级至{p.target.name}",
-            body="请督办。", data={**_data(p), "escalation": item.id, "to": p.target.code},
+            escalation_id=item_id, title=f"工单{p.number}{label}超时，已升级至{p.target.name}",
+            body="请督办。", data={**_data(p), "escalation": item_id, "to": p.target.code},
             urgent=p.urgent, calendar=calendar)
     notify.insert_notices(notices)
-    return items
+    return [made.get(p.clock_id) if p.target is not None else None for p, _ in fired]
 
 
 def _data(p: Plan) -> dict[str, Any]:

@@ -22,10 +22,8 @@ from server.core.db import UTCDateTime, db
 
 from . import calendar as cal_mod
 from . import notify
-from .ladder import fired_insert
-from .models import Clock, Fired
-
-FIRED = Fired.__table__.c
+from .ladder import fired_key, insert_fired
+from .models import Clock
 
 #: Escalation may not import the ticket model; these are the columns it reads.
 TICKETS = sa.table("tickets", sa.column("id"), sa.column("number"), sa.column("title"))
@@ -65,22 +63,8 @@ def fire_due_soon(now: datetime, limit: int = 5000) -> int:
     ).all()
     if not rows:
         return 0
-    by_key = {(r.ticket_id, r.kind, r.cycle): r for r in rows}
-    keys = {"ticket_id": [r.ticket_id for r in rows], "clock": [r.kind for r in rows],
-            "cycle": [r.cycle for r in rows], "deadline": [r.due_at for r in rows]}
-    if postgres:  # four arrays, not 5,000 rows of parameters
-        inserted = db.session.execute(sa.text(
-            "INSERT INTO fired (ticket_id, clock, cycle, rung, deadline, fired_at) "
-            "SELECT t, k, c, 0, d, :now FROM unnest(CAST(:ticket_id AS BIGINT[]), "
-            "CAST(:clock AS VARCHAR[]), CAST(:cycle AS INTEGER[]), "
-            "CAST(:deadline AS TIMESTAMPTZ[])) AS v(t, k, c, d) "
-            "ON CONFLICT DO NOTHING RETURNING ticket_id, clock, cycle"), {**keys, "now": now})
-    else:
-        inserted = db.session.execute(
-            fired_insert().returning(FIRED.ticket_id, FIRED.clock, FIRED.cycle),
-            [{"ticket_id": r.ticket_id, "clock": r.kind, "cycle": r.cycle, "rung": 0,
-              "deadline": r.due_at, "fired_at": now} for r in rows])
-    new = [by_key[key] for key in ((t, k, cy) for t, k, cy in inserted) if key in by_key]
+    fired = insert_fired([(r.ticket_id, r.kind, r.cycle, 0, r.due_at) for r in rows], now)
+    new = [r for r in rows if fired_key(r.ticket_id, r.kind, r.cycle, 0, r.due_at) in fired]
     if new:
         _notify_due_soon([r.id for r in new], now,
                          units=any(r.assignee_id is None for r in new))
