@@ -144,11 +144,17 @@ class Clock(db.Model):
         sa.Index("ix_clocks_next_fire", "next_fire_at",
                  postgresql_where=sa.text("stopped_at IS NULL AND next_fire_at IS NOT NULL"),
                  sqlite_where=sa.text("stopped_at IS NULL AND next_fire_at IS NOT NULL")),
+        # The board's overdue and due-soon lists (migration 0008).
+        sa.Index("ix_clocks_open_due_at", "due_at", postgresql_where=sa.text("stopped_at IS NULL"),
+                 sqlite_where=sa.text("stopped_at IS NULL")),
+        sa.Index("ix_clocks_open_due_soon_at", "due_soon_at",
+                 postgresql_where=sa.text("stopped_at IS NULL"),
+                 sqlite_where=sa.text("stopped_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(BigID, sa.ForeignKey("tickets.id"), index=True,
-                                           nullable=False)
+    #: Looked up through the unique key's leading column (no index of its own: migration 0009).
+    ticket_id: Mapped[int] = mapped_column(BigID, sa.ForeignKey("tickets.id"), nullable=False)
     cycle: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     kind: Mapped[str] = mapped_column(sa.String(16), nullable=False)
     seq: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)

@@ -95,6 +95,8 @@ class Ticket(db.Model):
         sa.Index("ix_tickets_unit_status", "unit_id", "status"),
         sa.Index("ix_tickets_assignee_status", "assignee_id", "status"),
         sa.Index("ix_tickets_status_handling_due", "status", "handling_due"),
+        # Open tickets per grid in a subtree, and how many overdue (the map; migration 0008).
+        sa.Index("ix_tickets_unit_status_grid", "unit_id", "status", "grid_id", "handling_due"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
