@@ -2,7 +2,8 @@
 
 Three layers, after CKAN's ``test_coding_standards.py::TestActionAuth``:
 
-(a) by introspection of :mod:`server.tickets.operations` — every ``do_*`` has its
+(a) by introspection of the ticket actions (:mod:`server.tickets.operations` and
+    :mod:`server.tickets.routing_operations`) — every ``do_*`` has its
     ``check_*``, takes a :class:`Checked` first (so it cannot run unchecked), every
     ``check_*`` with an actor asks :mod:`permissions` *before anything else*, and every
     check is reachable from a route (ACTIONS or a dedicated one);
@@ -32,6 +33,7 @@ from flask import Flask
 from server.core.errors import Conflict, Forbidden, InvalidInput
 from server.tickets import operations as ops
 from server.tickets import permissions as perm
+from server.tickets import routing_operations as rops
 from tests.conftest import ACCEPT_BODY, Api, World
 
 #: check_* that take no actor: run by jobs under the ticket lock, never from a user's request.
@@ -46,10 +48,15 @@ API_SOURCES = [*sorted((Path(ops.__file__).parents[1] / "api").glob("*.py")),
                Path(ops.__file__).parents[1] / "pages.py"]
 
 
+#: Every module of ticket actions: each check/do pair in them is held to the rules below.
+ACTION_MODULES = (ops, rops)
+
+
 def _public_functions(prefix: str) -> dict[str, Callable[..., Any]]:
     return {
-        name: fn for name, fn in inspect.getmembers(ops, inspect.isfunction)
-        if name.startswith(prefix) and fn.__module__ == ops.__name__
+        name: fn for module in ACTION_MODULES
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if name.startswith(prefix) and fn.__module__ == module.__name__
     }
 
 
@@ -144,7 +151,7 @@ def test_every_user_check_is_reachable() -> None:
     """Each check is either an ACTION (POST /tickets/{n}/{name}) or called by a route."""
     routed = set()
     for path in API_SOURCES:
-        routed |= set(re.findall(r"\bops\.(check_\w+)\b", path.read_text()))
+        routed |= set(re.findall(r"\br?ops\.(check_\w+)\b", path.read_text()))
     registered = {a.check.__name__ for a in ops.ACTIONS.values()}
     unreachable = sorted(set(_public_functions("check_")) - routed - registered - SYSTEM_CHECKS)
     assert not unreachable, f"checks no route calls: {unreachable}"

@@ -11,7 +11,6 @@ from flask import jsonify
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from hierarchy.models import Role, User
-from routing import operations as rops
 from routing.models import EMERGENCY_SERVICES, EmergencyHandoff, RoutingModel
 from routing.service import classify
 from routing.taxonomy import default_taxonomy
@@ -19,6 +18,7 @@ from routing.urgency import assess
 from server.auth import current_actor
 from server.core.db import db
 from server.core.errors import Forbidden
+from server.tickets import routing_operations as rops
 from server.tickets.models import Ticket
 from server.tickets.queries import get_visible_ticket, visible_clause
 

@@ -103,6 +103,22 @@ def can_reopen(user: User, ticket: Ticket) -> bool:
     return user.role in FOLLOW_UP_ROLES and ticket.unit.is_within(user.unit)
 
 
+def can_correct_category(user: User, ticket: Ticket) -> bool:
+    """Steering staff (village contacts, stations, supervisors, platforms) over the ticket's
+    holding unit; the hotline also over what it accepted (it labelled the call)."""
+    return (user.role in STEERING_ROLES and ticket.unit.is_within(user.unit)) or (
+        user.role == Role.platform and ticket.accepting_unit.is_within(user.unit))
+
+
+def can_decide_duplicate(user: User, ticket: Ticket) -> bool:
+    return steers(user, ticket)
+
+
+def can_hand_off(user: User, ticket: Ticket) -> bool:
+    """The hotline (who has the caller on the line) and steering staff over the ticket."""
+    return user.role == Role.platform or steers(user, ticket)
+
+
 def can_see_reporter(user: User, ticket: Ticket) -> bool:
     """Unmasked reporter data: the hotline, and whoever must call the citizen back."""
     if user.role == Role.platform:

@@ -1,4 +1,4 @@
-"""State changes of smart routing, as ``check_*`` / ``do_*`` pairs.
+"""Ticket actions of smart routing, as ``check_*`` / ``do_*`` pairs.
 
 - correct a ticket's category (station staff and above; the label the next model learns),
 - decide a proposed duplicate: ``link`` (same problem, handled together), ``merge`` (the
@@ -7,6 +7,9 @@
 
 Each appends the ticket's hash-chained event and outbox message through the ticket
 actions' own recorder, under the ticket row lock the caller took; nothing here commits.
+They are ticket actions, so they live with the others in ``server.tickets`` (which uses the
+``routing`` domain — its taxonomy and tables — not the other way round), ask
+:mod:`permissions` first like every check, and are covered by the same authorization tests.
 """
 
 from __future__ import annotations
@@ -16,15 +19,8 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from hierarchy.models import STEERING_ROLES, Role, User
-from server.core.audit import Event
-from server.core.db import db
-from server.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from server.tickets import permissions as perm
-from server.tickets.models import OPEN_STATUSES, Status, Ticket
-from server.tickets.operations import Checked, _clock_facts, _record
-
-from .models import (
+from hierarchy.models import User
+from routing.models import (
     COUNTED_LINKS,
     EMERGENCY_SERVICES,
     CategoryCorrection,
@@ -32,7 +28,14 @@ from .models import (
     LinkStatus,
     TicketLink,
 )
-from .taxonomy import default_taxonomy
+from routing.taxonomy import default_taxonomy
+from server.core.audit import Event
+from server.core.db import db
+from server.core.errors import Conflict, InvalidInput, NotFound
+
+from . import permissions as perm
+from .models import OPEN_STATUSES, Status, Ticket
+from .operations import Checked, _allow, _clock_facts, _record
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=32)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
@@ -57,31 +60,13 @@ class HandoffBody(_Body):
     note: Note | None = None
 
 
-#: Who may re-categorise: the steering roles (station staff above all) and the hotline.
-CORRECTING_ROLES = frozenset(STEERING_ROLES)
-
-
-def can_correct_category(user: User, ticket: Ticket) -> bool:
-    return (user.role in CORRECTING_ROLES and ticket.unit.is_within(user.unit)) or (
-        user.role == Role.platform and ticket.accepting_unit.is_within(user.unit))
-
-
-def can_decide_duplicate(user: User, ticket: Ticket) -> bool:
-    return perm.steers(user, ticket)
-
-
-def can_hand_off(user: User, ticket: Ticket) -> bool:
-    """The hotline (who has the caller on the line) and steering staff over the ticket."""
-    return user.role == Role.platform or perm.steers(user, ticket)
-
-
 # ---------------------------------------------------------------- category correction
 
 
 def check_correct_category(actor: User, ticket: Ticket, body: CategoryBody) -> Checked:
-    if not can_correct_category(actor, ticket):
-        raise Forbidden("only station staff, supervisors or the hotline over this ticket may "
-                        "change its category")
+    _allow(perm.can_correct_category(actor, ticket),
+           "only station staff, supervisors or the hotline over this ticket may change its "
+           "category")
     category = default_taxonomy().get(body.category_code)
     if category is None:
         raise InvalidInput(f"no category {body.category_code}", code="unknown_category",
@@ -132,8 +117,8 @@ def find_link(ticket: Ticket, other_number: str) -> tuple[TicketLink, Ticket]:
 
 def check_decide_duplicate(actor: User, ticket: Ticket, link: TicketLink, other: Ticket,
                            decision: str) -> Checked:
-    if not can_decide_duplicate(actor, ticket):
-        raise Forbidden("only steering staff over the ticket may decide duplicates")
+    _allow(perm.can_decide_duplicate(actor, ticket),
+           "only steering staff over the ticket may decide duplicates")
     if decision not in ("link", "merge", "dismiss"):
         raise NotFound(f"no duplicate decision {decision!r}", code="unknown_action")
     if link.status in (LinkStatus.merged, LinkStatus.dismissed):
@@ -201,8 +186,8 @@ def duplicates_of(ticket: Ticket) -> list[tuple[TicketLink, Ticket]]:
 
 
 def check_hand_off(actor: User, ticket: Ticket, body: HandoffBody) -> Checked:
-    if not can_hand_off(actor, ticket):
-        raise Forbidden("only the hotline or steering staff over the ticket record hand-offs")
+    _allow(perm.can_hand_off(actor, ticket),
+           "only the hotline or steering staff over the ticket record hand-offs")
     return Checked("emergency_handoff", actor, ticket, body)
 
 
