@@ -485,7 +485,9 @@
 
   async function drawTicket(r, current) {
     var number = r.number;
-    var ticket = await cached('ticket:' + number);
+    // The full copy, else the line of my task list (kept first, so there even when the
+    // phone lost the network before the details were fetched): enough to find it and act.
+    var ticket = await cached('ticket:' + number) || await fromList(number);
     var events = await cached('events:' + number);
     var grids = await loadGrids();
     if (!current()) return;
@@ -512,6 +514,11 @@
       if (e instanceof TypeError) setOnline(false);
       if (current() && !ticket) paint('<section class="card"><p>' + h(t('ticket.offline_missing')) + '</p></section>');
     }
+  }
+
+  async function fromList(number) {
+    var list = await cached('list');
+    return (list && list.items || []).filter(function (t) { return t.number === number; })[0] || null;
   }
 
   function paintTicket(ticket, events, grids) {
@@ -557,7 +564,8 @@
       '<form class="card sheet" data-form="return" hidden><label>' + h(t('return.reason')) +
       '<textarea name="reason" rows="3" minlength="2" maxlength="500" required></textarea></label>' +
       '<button class="primary big" type="submit">' + h(t('return.submit')) + '</button></form>';
-    html += '<section class="card"><h2>' + h(t('ticket.what')) + '</h2><p class="content">' + h(ticket.content || '') + '</p>' +
+    var partial = !('content' in ticket);  // a line of the task list: the details never came
+    html += '<section class="card"><h2>' + h(t('ticket.what')) + '</h2><p class="content">' + h(partial ? t('ticket.details_later') : (ticket.content || '')) + '</p>' +
       '<p class="small">' + h(t('type.' + ticket.type)) + ' · ' + h(t('source.' + ticket.source)) + ' · ' +
       h(t('ticket.accepted_at', {at: fmtTime(ticket.accepted_at)})) + '</p></section>';
     html += '<section class="card"><h2>' + h(t('ticket.where')) + '</h2><p>' + h(ticket.address || '—') + '</p>';
@@ -577,7 +585,7 @@
     html += '</section>';
     var rep = ticket.reporter || {};
     html += '<section class="card"><h2>' + h(t('ticket.who')) + '</h2><p>' +
-      (rep.anonymous ? h(t('reporter.anonymous')) : h(rep.name || '—') + ' · ' + h(rep.phone || '—')) + '</p>' +
+      (partial ? h(t('ticket.details_later')) : rep.anonymous ? h(t('reporter.anonymous')) : h(rep.name || '—') + ' · ' + h(rep.phone || '—')) + '</p>' +
       (rep.masked ? '<p class="small">' + h(t('reporter.masked')) + '</p>' : '') + '</section>';
     if (events && events.length) {
       html += '<section class="card"><h2>' + h(t('ticket.history')) + '</h2><ol class="events">' +

@@ -42,6 +42,7 @@
       'ticket.what': '问题', 'ticket.where': '位置', 'ticket.who': '反映人', 'ticket.history': '办理记录',
       'ticket.accepted_at': '受理于 {at}', 'ticket.gone': '这张工单已不在您的名下（可能已改派）。',
       'ticket.offline_missing': '离线中，手机上没有这张工单的副本。',
+      'ticket.details_later': '详情还没有下载到手机上，联网后显示。',
       'reporter.anonymous': '匿名反映', 'reporter.masked': '按规定隐去部分信息',
       'map.title': '网格与工单位置', 'map.north': '北', 'map.legend': '红点：工单位置；蓝点：我的位置',
       'map.metres': '距您 {n} 米', 'map.km': '距您 {n} 公里', 'map.direction': '在您的{dir}方向',

@@ -652,6 +652,30 @@ def test_an_empty_queue_sent_while_offline_does_not_claim_online(
     assert kinds(as_user, assigned)[-1] == "sign"
 
 
+def test_a_ticket_opens_offline_from_the_task_list_when_its_details_never_came(
+        live_server: str, phone: Callable, assigned: str, as_user: Callable,
+        shot: Callable) -> None:
+    """Signal lost right after the list arrived, before the details were fetched: the ticket
+    still opens from its line in the list, and can be signed."""
+    context = phone()
+    page = context.new_page()
+    log_in(page, live_server)
+    page.locator("a.task").first.wait_for()
+    page.wait_for_function(f"async () => !!(await YihaoStore.get('cache', 'ticket:{assigned}'))")
+    context.set_offline(True)
+    page.evaluate(f"""async () => {{ await YihaoStore.del('cache', 'ticket:{assigned}');
+                                    await YihaoStore.del('cache', 'events:{assigned}'); }}""")
+    page.locator("a.task").first.click()
+    page.locator(f"article.ticket[data-number='{assigned}'] h1").wait_for()
+    assert "详情还没有下载到手机上" in page.locator("article.ticket").inner_text()
+    shot(page, "pwa-ticket-from-list-offline")
+    page.get_by_role("button", name="签收").click()
+    page.get_by_text("已保存在手机上，联网后自动发送").wait_for()
+    context.set_offline(False)
+    wait_queue_empty(page)
+    assert kinds(as_user, assigned)[-1] == "sign"
+
+
 def test_return_with_a_reason(live_server: str, phone: Callable, assigned: str,
                               as_user: Callable) -> None:
     page = phone().new_page()
