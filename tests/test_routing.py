@@ -346,3 +346,92 @@ def test_a_tampered_model_file_is_not_loaded(app: Any, accept: Any) -> None:
         assert active_model() is None  # falls back to the taxonomy keywords
     t = accept(title="路灯不亮", content="路灯不亮")
     assert t["category_source"] == "keywords"
+
+
+# ---------------------------------------------------------------- the trained model's maths
+
+
+def _toy_model(n_classes: int) -> Any:
+    from routing.classifier import train
+
+    groups = [("03", BIKES), ("01", LAMPS), ("06", WAGES)][:n_classes]
+    items = [(t, f"{t}，请相关部门处理。") for _, texts in groups for t in texts]
+    labels = [code for code, texts in groups for _ in texts]
+    return train(items, labels, refs=[f"T{i}" for i in range(len(items))])
+
+
+PROBES = [("路灯一直不亮", "我家楼下路灯一直不亮"), ("拖欠工资", "老板拖欠我们三个月工资"),
+          ("共享单车", "门口共享单车乱停"), ("其他问题", "说不清是什么问题")]
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_model_averages_svm_and_naive_bayes_and_the_accept_path_agrees(n_classes: int) -> None:
+    import numpy as np
+
+    from routing.classifier import MIN_FOR_TEMPERATURE, to_doc
+
+    model = _toy_model(n_classes)
+    assert model.nb is not None and model.nb_platt is not None
+    docs = [to_doc(t, c) for t, c in PROBES]
+    batch = model.proba(docs)  # through scikit-learn
+    for i, doc in enumerate(docs):
+        fast = model._proba_row(model.features([doc]))  # plain numpy, the accept path
+        assert np.allclose(fast, batch[i], atol=1e-6)
+        assert fast.sum() == pytest.approx(1.0)
+    # The naive Bayes half counts: the ensemble is not the SVM alone.
+    assert not np.allclose(batch, model.clf.predict_proba(model.features(docs)), atol=1e-3)
+    if 12 * n_classes >= MIN_FOR_TEMPERATURE:
+        assert 0.3 <= model.temperature <= 3.0 and model.temperature != 1.0
+    else:
+        assert model.temperature == 1.0  # too few examples to estimate it
+    assert model.guess(*PROBES[0]).level1 == "01"
+    if n_classes == 3:
+        assert model.guess(*PROBES[1]).level1 == "06"
+
+
+def test_a_model_file_from_before_naive_bayes_predicts_as_it_was_trained() -> None:
+    """Files pickled before the naive Bayes half existed lack its attributes: they load and
+    predict with the calibrated SVM alone, so an upgrade never needs a retrain."""
+    import pickle
+
+    import numpy as np
+
+    from routing.classifier import CategoryModel, to_doc
+
+    state = _toy_model(3).__getstate__()
+    for name in ("nb", "nb_platt", "temperature"):
+        state.pop(name)
+    old = CategoryModel.__new__(CategoryModel)
+    old.__dict__.update(state)
+    old = pickle.loads(pickle.dumps(old))
+    doc = to_doc(*PROBES[0])
+    row = old.features([doc])
+    svm = old.clf.predict_proba(row)[0]
+    assert np.allclose(old._proba_row(row), svm, atol=1e-6)
+    assert np.allclose(old.proba([doc])[0], svm)
+    guess = old.guess(*PROBES[0])
+    assert guess.level1 == "01" and guess.confidence == pytest.approx(svm.max(), abs=1e-3)
+
+
+def test_temperature_sharpens_without_changing_the_winner_and_is_fitted_by_likelihood() -> None:
+    import numpy as np
+
+    from routing.classifier import fit_temperature, sharpen
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 5, 600)
+    scores = rng.normal(size=(600, 5))
+    scores[np.arange(600), truth] += 2.5
+    # Unit-variance scores shifted by 2.5 for the true class: its posterior is softmax(2.5 s).
+    honest = np.exp(2.5 * scores) / np.exp(2.5 * scores).sum(axis=1, keepdims=True)
+    timid = sharpen(honest, 2.0)  # what one-vs-rest sigmoids renormalised look like
+    assert np.allclose(timid.sum(axis=1), 1.0)
+    assert (timid.argmax(axis=1) == honest.argmax(axis=1)).all()
+    assert timid.max(axis=1).mean() < honest.max(axis=1).mean()
+    t = fit_temperature(timid, truth)
+    assert 0.4 < t < 0.6  # recovers the honest probabilities (t ≈ 1/2)
+    assert fit_temperature(sharpen(honest, 0.5), truth) > 1.5  # and tempers overconfidence
+    always_right = np.full((600, 5), 0.1)
+    always_right[np.arange(600), truth] = 0.6
+    # Never certain, however lucky the folds: the bound holds.
+    assert fit_temperature(always_right, truth) == pytest.approx(0.3, abs=0.01)

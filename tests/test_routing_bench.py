@@ -103,3 +103,38 @@ def test_benchmark_trains_on_one_file_and_reports_on_another(tmp_path: Path) -> 
     assert result["macro_f1"] > 0.6 and result["macro_f1"] >= result["baseline_macro_f1"]
     assert result["duplicates"]["pairs"] >= 200
     assert result["latency_ms_p50"] < 50
+
+
+@pytest.mark.slow
+def test_benchmark_repeats_cross_validation_over_seeds(tmp_path: Path) -> None:
+    """``--seeds``: one CV per shuffle; the headline is the mean over every fold of every seed,
+    and each seed's figures are kept (a change must help the mean, not one split)."""
+    labelled = DATA / "labeled_train.csv"
+    if not labelled.exists():
+        pytest.skip(f"benchmark data set not found at {DATA} (../shared/datasets/gov-messages/)")
+    with labelled.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    per_class: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        per_class.setdefault(r["label"], []).append(r)
+    part = [r for group in per_class.values() for r in group[:10]]
+    with (tmp_path / "slice.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(part)
+    with (tmp_path / "unlabelled.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["title", "content"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows[-100:])
+    out = tmp_path / "result.json"
+    assert _bench().main(["--train", str(tmp_path / "slice.csv"), "--folds", "2", "--seeds", "0",
+                          "1", "--unlabeled", str(tmp_path / "unlabelled.csv"),
+                          "--json", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["seeds"] == [0, 1]
+    assert [s["seed"] for s in result["per_seed"]] == [0, 1]
+    mean = sum(s["macro_f1"] for s in result["per_seed"]) / 2
+    assert result["macro_f1"] == pytest.approx(mean, abs=1e-3)
+    assert result["macro_f1_min_over_seeds"] <= result["macro_f1_median_over_seeds"]
+    for s in result["per_seed"]:
+        assert 0 < s["macro_f1"] <= 1 and s["latency_ms_p99"] >= s["latency_ms_p50"] > 0
