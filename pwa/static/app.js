@@ -596,7 +596,31 @@
         }).join('') + '</ol></section>';
     }
     html += '</article>';
+    var open = openReturnForm(ticket.number);
     paint(html);
+    if (open) restoreReturnForm(open);
+  }
+
+  /* The screen is drawn again whenever fresher data, the GPS position or a notice arrives;
+   * a return reason half typed must survive that (it once vanished under the worker's thumb). */
+  function openReturnForm(number) {
+    var el = ticketEl();
+    var form = el && el.dataset.number === number && el.querySelector('form[data-form="return"]');
+    if (!form || form.hidden) return null;
+    var field = form.reason;
+    return {reason: field.value, focused: document.activeElement === field,
+            start: field.selectionStart, end: field.selectionEnd};
+  }
+
+  function restoreReturnForm(open) {
+    var form = view.querySelector('form[data-form="return"]');
+    if (!form) return;  // the action is no longer offered (the ticket moved on)
+    form.hidden = false;
+    form.reason.value = open.reason;
+    if (open.focused) {
+      form.reason.focus();
+      try { form.reason.setSelectionRange(open.start, open.end); } catch (e) { /* not a text field */ }
+    }
   }
 
   function ticketEl() { return view.querySelector('article.ticket'); }

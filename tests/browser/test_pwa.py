@@ -676,6 +676,24 @@ def test_a_ticket_opens_offline_from_the_task_list_when_its_details_never_came(
     assert kinds(as_user, assigned)[-1] == "sign"
 
 
+def test_a_half_typed_return_reason_survives_the_screen_being_drawn_again(
+        live_server: str, phone: Callable, assigned: str, as_user: Callable) -> None:
+    """Fresh data, a GPS fix or a notice redraws the ticket screen; the open return form and
+    what the worker typed stay (they once vanished, and the tap on 确认退回 missed)."""
+    page = phone().new_page()
+    log_in(page, live_server)
+    open_ticket(page, assigned)
+    page.get_by_role("button", name="退回").click()
+    page.get_by_label("退回原因（必填）").fill("不属于本网格")
+    page.evaluate("() => window.dispatchEvent(new HashChangeEvent('hashchange'))")  # redraw
+    page.wait_for_timeout(300)
+    assert page.get_by_label("退回原因（必填）").input_value() == "不属于本网格"
+    page.get_by_role("button", name="确认退回").click()
+    page.get_by_text("已退回，等待上级重新派发").wait_for()
+    wait_queue_empty(page)
+    assert events(as_user, assigned)[-1]["data"]["reason"] == "不属于本网格"
+
+
 def test_return_with_a_reason(live_server: str, phone: Callable, assigned: str,
                               as_user: Callable) -> None:
     page = phone().new_page()
