@@ -104,10 +104,21 @@ def test_a_push_always_shows_a_notification_linking_the_ticket(
                "tag": "ticket-YH2611300000001", "url": "/app/#/t/YH2611300000001",
                "urgent": False, "kind": "assigned", "notifications": [1],
                "tickets": ["YH2611300000001"]}
-    cdp.send("ServiceWorker.deliverPushMessage", {
-        "origin": live_server, "registrationId": reg["registrationId"],
-        "data": json.dumps(payload, ensure_ascii=False)})
-    shown = _poll(page, """async () => {
+
+    def push_until_shown(data: str, script: str) -> Any:
+        """Deliver through DevTools and wait for the notification. About once in twenty full
+        runs on a busy machine a delivery showed nothing (where it was lost between DevTools
+        and the handler was not found), so it is sent again, up to three times — the same
+        bytes each time: a handler that failed on them would fail every time."""
+        for _ in range(3):
+            cdp.send("ServiceWorker.deliverPushMessage", {
+                "origin": live_server, "registrationId": reg["registrationId"], "data": data})
+            seen = _poll(page, script, timeout_s=8)
+            if seen is not None:
+                return seen
+        return None
+
+    shown = push_until_shown(json.dumps(payload, ensure_ascii=False), """async () => {
         const reg = await navigator.serviceWorker.getRegistration('/app/');
         const list = await reg.getNotifications();
         return list.length ? list.map(n => ({title: n.title, body: n.body, tag: n.tag,
@@ -115,17 +126,15 @@ def test_a_push_always_shows_a_notification_linking_the_ticket(
     }""")
     assert shown == [{"title": payload["title"], "body": "请今天处理",
                       "tag": "ticket-YH2611300000001", "url": "/app/#/t/YH2611300000001"}]
-    # A push with an unreadable body still shows something.
-    cdp.send("ServiceWorker.deliverPushMessage", {
-        "origin": live_server, "registrationId": reg["registrationId"], "data": "not json"})
-    # Wait for that one itself: the first may already be gone (a headless browser closes
-    # notifications that do not require interaction after a while, and a busy machine is slow).
-    fallback = _poll(page, """async () => {
+    # A push with an unreadable body still shows something. Wait for that one itself: the
+    # first may already be gone (a headless browser closes notifications that do not require
+    # interaction after a while).
+    fallback = push_until_shown("not json", """async () => {
         const reg = await navigator.serviceWorker.getRegistration('/app/');
         const list = await reg.getNotifications();
         const it = list.find(n => n.title === '一号：您有新的工单提醒');
         return it ? {body: it.body, tag: it.tag} : null;
-    }""", timeout_s=20)
+    }""")
     assert fallback == {"body": "not json", "tag": "yihao"}
 
 
