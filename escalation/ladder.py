@@ -224,8 +224,8 @@ def advance(p: Plan) -> None:
 def advance_many(plans: list[Plan]) -> None:
     """:func:`advance` for many: one UPDATE for all of them (from arrays on PostgreSQL, an
     executemany by primary key on SQLite) — the plans carry what changes, so nothing is
-    loaded again. A copy of these clocks already in
-    the session is expired, so nothing reads the old rung afterwards."""
+    loaded again. A copy of these clocks already in the session is expired, so nothing reads
+    the old rung afterwards."""
     if not plans:
         return
     db.session.flush()  # pending ORM changes first: expiring below must not drop them
@@ -290,30 +290,25 @@ def apply_many(fired: list[tuple[Plan, int | None]]) -> list[int | None]:
             .where(Escalation.clock_id.in_(further), Escalation.resolved_at.is_(None))
             .values(resolved_at=fired[0][0].now, resolution="escalated_further")
         )
-    reaching = [(p, event_id) for p, event_id in fired if p.target is not None]
-    made: dict[int, int] = {}
-    if reaching:
-        table = Escalation.__table__
-        ids = db.session.execute(
-            sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
-            [{"ticket_id": p.ticket_id, "clock_id": p.clock_id, "clock": p.kind,
-              "cycle": p.cycle, "rung": p.rung, "deadline": p.deadline,
-              "rule_code": p.rule_code, "unit_id": p.target.unit_id,
-              "level": p.target.level, "from_unit_id": p.holder_unit_id,
-              "event_id": event_id, "escalated_at": p.now, "urge_count": 0}
-             for p, event_id in reaching if p.target is not None]).scalars().all()
-        made = {p.clock_id: item_id for (p, _), item_id in zip(reaching, ids, strict=True)}
-    for p, _ in reaching:
-        assert p.target is not None
-        item_id = made[p.clock_id]
+    reaching = [(p, p.target, event_id) for p, event_id in fired if p.target is not None]
+    table = Escalation.__table__
+    ids = db.session.execute(
+        sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        [{"ticket_id": p.ticket_id, "clock_id": p.clock_id, "clock": p.kind, "cycle": p.cycle,
+          "rung": p.rung, "deadline": p.deadline, "rule_code": p.rule_code,
+          "unit_id": target.unit_id, "level": target.level, "from_unit_id": p.holder_unit_id,
+          "event_id": event_id, "escalated_at": p.now, "urge_count": 0}
+         for p, target, event_id in reaching]).scalars().all() if reaching else []
+    made = {p.clock_id: item_id for (p, _, _), item_id in zip(reaching, ids, strict=True)}
+    for (p, target, _), item_id in zip(reaching, ids, strict=True):
         label = CLOCK_LABELS.get(ClockKind(p.kind), p.kind)
         notices += notify.notice_rows(
-            staff.get(p.target.unit_id, []), kind="escalated", at=p.now, ticket_id=p.ticket_id,
-            escalation_id=item_id, title=f"工单{p.number}{label}超时，已升级至{p.target.name}",
-            body="请督办。", data={**_data(p), "escalation": item_id, "to": p.target.code},
+            staff.get(target.unit_id, []), kind="escalated", at=p.now, ticket_id=p.ticket_id,
+            escalation_id=item_id, title=f"工单{p.number}{label}超时，已升级至{target.name}",
+            body="请督办。", data={**_data(p), "escalation": item_id, "to": target.code},
             urgent=p.urgent, calendar=calendar)
     notify.insert_notices(notices)
-    return [made.get(p.clock_id) if p.target is not None else None for p, _ in fired]
+    return [made.get(p.clock_id) for p, _ in fired]
 
 
 def _data(p: Plan) -> dict[str, Any]:

@@ -304,7 +304,12 @@ class CategoryModel:
 
     def proba(self, docs: Sequence[Doc]) -> np.ndarray:
         """Class probabilities of ``docs`` through scikit-learn (training, evaluation)."""
-        X = self.features(docs)
+        return self.proba_of_rows(self.features(docs))
+
+    def proba_of_rows(self, X: Any) -> np.ndarray:
+        """Class probabilities of ready feature rows through scikit-learn: the SVM's, averaged
+        with the naive Bayes model's where the model has one (files written before it have
+        not), then sharpened."""
         p = self.clf.predict_proba(X)
         nb = getattr(self, "nb", None)
         if nb is None:
@@ -318,7 +323,7 @@ class CategoryModel:
         with plain numpy — the same numbers as ``proba``."""
         platt = getattr(self, "platt", None)
         if platt is None:
-            return self.proba_from_row(row)
+            return self.proba_of_rows(row)[0]
         coef, intercept, a, b = platt
         margins = np.asarray(row @ coef.T).ravel() + intercept
         p = _platt(margins[:1] if len(self.classes) == 2 else margins, a, b)
@@ -342,15 +347,6 @@ class CategoryModel:
         nb_p /= nb_p.sum()
         q = _platt(nb_p[1:] if len(self.classes) == 2 else nb_p, nb_a, nb_b)
         return combine(p[None, :], q[None, :], getattr(self, "temperature", 1.0))[0]
-
-    def proba_from_row(self, row: Any) -> np.ndarray:
-        """``proba`` of one ready feature row (the path for models without extracted numbers)."""
-        p = self.clf.predict_proba(row)
-        nb = getattr(self, "nb", None)
-        if nb is None:
-            return p[0]
-        return combine(p, nb.predict_proba(self.word_columns(row)),
-                       getattr(self, "temperature", 1.0))[0]
 
     def predict_codes(self, docs: Sequence[Doc]) -> list[str]:
         probs = self.proba(docs)

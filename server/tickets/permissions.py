@@ -106,7 +106,7 @@ def can_reopen(user: User, ticket: Ticket) -> bool:
 def can_correct_category(user: User, ticket: Ticket) -> bool:
     """Steering staff (village contacts, stations, supervisors, platforms) over the ticket's
     holding unit; the hotline also over what it accepted (it labelled the call)."""
-    return (user.role in STEERING_ROLES and ticket.unit.is_within(user.unit)) or (
+    return steers(user, ticket) or (
         user.role == Role.platform and ticket.accepting_unit.is_within(user.unit))
 
 
