@@ -34,6 +34,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from server.core.db import db
 
@@ -105,17 +107,27 @@ def fire_time(clock: Clock, rule: Rule | None, calendar: cal_mod.WorkCalendar) -
 class _Run:
     """One hook call: the ticket's clocks, loaded once, changed in memory."""
 
-    def __init__(self, facts: TicketFacts, at: datetime) -> None:
+    def __init__(self, facts: TicketFacts, at: datetime, kind: str) -> None:
         self.facts = facts
         self.at = at
         self.rules = rules_mod.current()
         self.cal = cal_mod.current()
-        self.clocks: list[Clock] = list(db.session.execute(
-            sa.select(Clock).where(
-                Clock.ticket_id == facts.ticket_id,
-                sa.or_(Clock.stopped_at.is_(None), Clock.cycle == facts.cycle),
-            ).order_by(Clock.id)
-        ).scalars())
+        born = _born_clocks(db.session)
+        self.new_ticket = kind == "accept" or _alive(born.get(facts.ticket_id))
+        if kind == "accept":
+            # A ticket being accepted has no clocks yet: nothing to read. Its clocks stay
+            # known to this transaction, so an action that follows in it (auto-dispatch)
+            # neither reads them back nor needs them written first.
+            self.clocks: list[Clock] = born.setdefault(facts.ticket_id, [])
+        elif self.new_ticket:
+            self.clocks = born[facts.ticket_id]
+        else:
+            self.clocks = list(db.session.execute(
+                sa.select(Clock).where(
+                    Clock.ticket_id == facts.ticket_id,
+                    sa.or_(Clock.stopped_at.is_(None), Clock.cycle == facts.cycle),
+                ).order_by(Clock.id)
+            ).scalars())
         self.outcomes: list[dict[str, Any]] = []
         self.provisional_spans: list[tuple[datetime, datetime]] = []
         self.extra: dict[str, Any] = {}
@@ -412,7 +424,7 @@ def on_ticket_event(facts: TicketFacts, kind: str, at: datetime,
     handler = _HANDLERS.get(kind)
     if handler is None:
         return ClockSync()
-    run = _Run(facts, at)
+    run = _Run(facts, at, kind)
     handler(run, data)
     if run.provisional_spans:
         from .notify import alert_missing_years
@@ -421,8 +433,32 @@ def on_ticket_event(facts: TicketFacts, kind: str, at: datetime,
         for start, end in run.provisional_spans:
             years.update(run.cal.missing_years(start, end))
         alert_missing_years(sorted(years), at)
-    db.session.flush()
+    if not run.new_ticket:
+        db.session.flush()
+    # A new ticket's clocks go in with the transaction's next flush, in their final state:
+    # accepted and auto-dispatched, the stopped sign clock is inserted stopped, not updated.
     return run.sync(data)
+
+
+#: ``session.info`` key: the clocks of tickets accepted in the session's transaction.
+_BORN = "clocks_of_new_tickets"
+
+
+def _born_clocks(session: Any) -> dict[int, list[Clock]]:
+    return session.info.setdefault(_BORN, {})
+
+
+def _alive(clocks: list[Clock] | None) -> bool:
+    """Whether a remembered list still belongs to this transaction (a savepoint rolled back
+    would have taken its clocks out of the session)."""
+    return clocks is not None and all(
+        (state := sa.inspect(c)).pending or state.persistent for c in clocks)
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_born(session: Session) -> None:
+    session.info.pop(_BORN, None)
 
 
 def _urge_only(facts: TicketFacts, at: datetime) -> None:

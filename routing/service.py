@@ -4,8 +4,11 @@
 transaction after the ticket row exists and before the accept event is written, so the
 event, the deadlines and the clocks all see the routed ticket. It never commits.
 
-The active model is loaded once per process and kept keyed by its version; a process notices
-a newly activated model on its next accept (one indexed query) and loads that file once.
+The active model is loaded once per process and kept keyed by its version. A process asks
+the database which model is active at most once every :data:`MODEL_CHECK_S` (an accept does
+not pay for that query each time: bench/intake.py), so it notices a model activated by
+another process within that time and loads its file once; a transaction that activated or
+deactivated a model makes its own process ask again as soon as it ends.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import hashlib
 import logging
 import pickle
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from . import urgency as urg
 from .classifier import MODEL_FORMAT, CategoryModel, Guess, keyword_guess
@@ -29,7 +35,12 @@ from .taxonomy import default_taxonomy
 log = logging.getLogger(__name__)
 
 _cache_lock = threading.Lock()
-_cache: dict[str, Any] = {"version": None, "model": None}
+_cache: dict[str, Any] = {"version": None, "model": None, "bind": None, "checked_until": 0.0}
+#: How long a process trusts its answer to "which model is active" (like the grids' reference
+#: tokens, ``grids.models.TOKEN_TTL_S``).
+MODEL_CHECK_S = 1.0
+#: Set in ``session.info`` by a transaction that changed which model is active.
+_TOUCHED = "routing_model_touched"
 
 
 def load_model_file(path: Path, sha256: str) -> CategoryModel:
@@ -48,16 +59,22 @@ def active_model() -> CategoryModel | None:
     when its file is missing: routing falls back to the taxonomy's words and says so)."""
     from server.core.db import db
 
+    bind = db.session.get_bind()
+    now = time.monotonic()
+    if (_cache["bind"] is bind and _cache["checked_until"] > now
+            and not db.session.info.get(_TOUCHED)):
+        return _cache["model"]
     row = db.session.execute(
         sa.select(RoutingModel.version, RoutingModel.path, RoutingModel.sha256)
         .where(RoutingModel.active.is_(True)).limit(1)).first()
-    if row is None:
-        return None
-    key = (row.version, row.sha256)  # the hash too: another database may have a "v1"
-    if _cache["version"] == key:
+    key = None if row is None else (row.version, row.sha256)  # another database may have a v1
+    if _cache["version"] == key and _cache["bind"] is bind:
+        _cache["checked_until"] = now + MODEL_CHECK_S
         return _cache["model"]
     with _cache_lock:
-        if _cache["version"] != key:
+        if row is None:
+            _cache["model"] = None
+        elif _cache["version"] != key or _cache["bind"] is not bind:
             try:
                 model = load_model_file(Path(row.path), row.sha256)
                 model.version = row.version
@@ -65,13 +82,29 @@ def active_model() -> CategoryModel | None:
                 log.error("routing model v%s unusable, using taxonomy keywords: %s",
                           row.version, exc)
                 model = None
-            _cache["model"], _cache["version"] = model, key
+            _cache["model"] = model
+        _cache["version"], _cache["bind"] = key, bind
+        _cache["checked_until"] = 0.0 if db.session.info.get(_TOUCHED) else now + MODEL_CHECK_S
     return _cache["model"]
 
 
 def forget_model() -> None:
     with _cache_lock:
-        _cache["model"], _cache["version"] = None, None
+        _cache.update(model=None, version=None, bind=None, checked_until=0.0)
+
+
+def model_changed(session: Any) -> None:
+    """Say that ``session`` changed which model is active: this process asks the database
+    again from now on in that transaction, and after it commits or rolls back."""
+    session.info[_TOUCHED] = True
+    forget_model()
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_on_end(session: Session) -> None:
+    if session.info.pop(_TOUCHED, False):
+        forget_model()
 
 
 def classify(title: str, content: str) -> Guess:

@@ -128,7 +128,7 @@ def train_from_database(home: Path, *, force: bool = False, seed: int = 0,
     """
     from server.core.db import db, utcnow
 
-    from .service import active_model, forget_model
+    from .service import active_model, model_changed
 
     say = progress or (lambda _msg: None)
     examples, n_corrections = labelled_examples()
@@ -187,7 +187,7 @@ def train_from_database(home: Path, *, force: bool = False, seed: int = 0,
             active=False))
         row.active = True
         row.activated_at = utcnow()
-        forget_model()
+        model_changed(db.session)
     db.session.flush()
     return TrainReport(version, activate, decision, metrics)
 

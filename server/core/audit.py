@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import event as orm_event
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .db import BigID, JSONType, UTCDateTime, db, utcnow
 
@@ -114,15 +115,34 @@ def append_event(
     the insert and the transaction fails rather than forking the chain.
     """
     session = db.session
-    head = None if new_stream else session.get(EventHead, stream,
-                                               with_for_update=not head_locked)
+    born: dict[str, EventHead] = session.info.setdefault(_NEW_HEADS, {})
+    head = born.get(stream)
+    if head is not None and not ((state := sa.inspect(head)).pending or state.persistent):
+        head = None  # a savepoint that created it was rolled back
+    if head is None and not new_stream:
+        head = session.get(EventHead, stream, with_for_update=not head_locked)
     if head is None:
         head = EventHead(stream=stream, seq=0, hash=GENESIS)
         session.add(head)
+        if new_stream:
+            born[stream] = head
     event = _chained(head, kind, actor, data, ticket_id, at or utcnow())
+    # No flush: the event and its head go in with the transaction's next flush (an outbox
+    # message names its event through a relationship, not an id read here). A stream begun
+    # in this transaction keeps its head in memory, so a second event on it (an accept's
+    # auto-dispatch) neither reads the head back nor writes it twice.
     session.add(event)
-    session.flush()  # the id is needed by outbox messages that name the event
     return event
+
+
+#: ``session.info`` key: the heads of streams begun in the session's transaction.
+_NEW_HEADS = "audit_new_heads"
+
+
+@orm_event.listens_for(Session, "after_commit")
+@orm_event.listens_for(Session, "after_rollback")
+def _forget_new_heads(session: Session) -> None:
+    session.info.pop(_NEW_HEADS, None)
 
 
 def append_events(items: list[tuple[str, str, dict[str, Any], int | None]], *,

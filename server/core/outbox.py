@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import event
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .aftercommit import on_commit
+from .audit import Event
 from .db import BigID, JSONType, UTCDateTime, db, utcnow
 
 #: Called after commit with the new message ids; the app installs one that enqueues an RQ job.
@@ -59,22 +61,45 @@ class OutboxMessage(db.Model):
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
 
+    event: Mapped[Event | None] = relationship(Event, lazy="raise_on_sql")
+
 
 def queue_message(
     topic: str, payload: dict[str, Any], *, ticket_id: int | None = None, event: Any = None
 ) -> OutboxMessage:
     """Add a message in the caller's transaction; its delivery job is sent after commit."""
-    message = OutboxMessage(
-        topic=topic, payload=payload, ticket_id=ticket_id, event_id=getattr(event, "id", None)
-    )
+    message = OutboxMessage(topic=topic, payload=payload, ticket_id=ticket_id)
+    if event is not None:
+        # By the object: the event may not have been flushed yet (append_event does not
+        # flush), and the unit of work fills in its id.
+        message.event = event
     db.session.add(message)
     # No flush here: the row goes in with the commit's flush, and its id is read from the
     # identity map once committed (one ORM flush less per action; bench/intake.py).
-    state = sa.inspect(message)
-
-    def dispatch() -> None:
-        if _dispatcher is not None and state.identity is not None:
-            _dispatcher([state.identity[0]])
-
-    on_commit(dispatch)
+    pending = db.session.info.get(_PENDING)
+    if pending is None:
+        # One delivery job per transaction, for all its messages (an accept that is also
+        # auto-dispatched writes two).
+        pending = db.session.info[_PENDING] = []
+        on_commit(_dispatch_pending(pending))
+    pending.append(sa.inspect(message))
     return message
+
+
+#: ``session.info`` key: the states of the messages this transaction added.
+_PENDING = "outbox_pending"
+
+
+def _dispatch_pending(states: list[Any]) -> Callable[[], None]:
+    def dispatch() -> None:
+        ids = [state.identity[0] for state in states if state.identity is not None]
+        if _dispatcher is not None and ids:
+            _dispatcher(ids)
+
+    return dispatch
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
