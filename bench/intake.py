@@ -510,14 +510,21 @@ run_gunicorn(create_app(), sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(
 """
 
 
-class Server:
-    """gunicorn in a subprocess on a free loopback port; stopped by its own pid."""
+FLOOR_SERVER = ROOT / "bench" / "intake_floor.py"
 
-    def __init__(self, env: dict[str, str], home: Path, workers: int, threads: int) -> None:
+
+class Server:
+    """gunicorn in a subprocess on a free loopback port; stopped by its own pid.
+
+    ``floor`` serves ``bench/intake_floor.py`` (the stack's floor) instead of Yihao."""
+
+    def __init__(self, env: dict[str, str], home: Path, workers: int, threads: int, *,
+                 floor: bool = False) -> None:
         self.port = free_port()
         self.log = (home / "gunicorn.log").open("ab")
+        program = [str(FLOOR_SERVER)] if floor else ["-c", SERVER_CODE]
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER_CODE, HOST, str(self.port), str(workers), str(threads)],
+            [sys.executable, *program, HOST, str(self.port), str(workers), str(threads)],
             env={**os.environ, **env}, cwd=str(ROOT), stdout=self.log, stderr=self.log,
         )
         self._wait_healthy()
@@ -815,6 +822,64 @@ def median_of(rounds: list[dict[str, Any]], key: str) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
+def server_meter(server: Server, kind: str, url: str, redis_pid: int) -> CpuMeter:
+    return CpuMeter(lambda: {
+        "app": children_of(server.proc.pid),
+        "db": pg_backends(url) if kind == "postgres" else [],
+        "redis": [redis_pid],
+    })
+
+
+def closed_round(base: dict[str, Any], meter: CpuMeter, seconds: float, seed: int
+                 ) -> dict[str, Any]:
+    """One closed-loop round, with the CPU every process spent per accepted ticket."""
+    load = os.getloadavg()[0]
+    meter.start()
+    res = run_child({**base, "mode": "closed", "seconds": seconds, "seed": seed})
+    used = meter.stop()
+    used["client"] = res.pop("client_cpu_s")
+    res["loadavg_1m_before"] = load
+    res["cpu_ms_per_ticket"] = {
+        k: round(1000 * v / res["ok"], 2) if res["ok"] else None for k, v in used.items()}
+    server_ms = sum(v for k, v in res["cpu_ms_per_ticket"].items()
+                    if k != "client" and v is not None)
+    res["cpu_ms_per_ticket"]["server"] = round(server_ms, 2)
+    return res
+
+
+def floor(kind: str, args: argparse.Namespace, env: dict[str, str], home: Path, url: str,
+          base: dict[str, Any], redis_pid: int) -> list[dict[str, Any]]:
+    """The same closed loop against ``bench/intake_floor.py``: the stack with only the writes
+    no accept can do without (see that file). A lower bound for the real accept's CPU."""
+    server = Server(env, home, args.workers, args.threads, floor=True)
+    try:
+        base = {**base, "port": server.port}
+        log(f"[{kind}] floor: gunicorn on port {server.port}; warm-up {args.warmup}s")
+        run_child({**base, "mode": "closed", "seconds": args.warmup, "seed": 998})
+        meter = server_meter(server, kind, url, redis_pid)
+        rounds = []
+        for r in range(args.rounds):
+            res = closed_round(base, meter, args.seconds, 50 + r)
+            rounds.append(res)
+            log(f"[{kind}] floor round {r + 1}: {res['per_s']}/s p50 {res['p50_ms']} "
+                f"p99 {res['p99_ms']} ms, errors {res['errors']}; "
+                f"CPU ms/request {res['cpu_ms_per_ticket']}")
+        return rounds
+    finally:
+        server.stop()
+
+
+def closed_summary(rounds: list[dict[str, Any]], clients: int, seconds: float
+                   ) -> dict[str, Any]:
+    return {"clients": clients, "seconds": seconds, "rounds": rounds, "median": {
+        **{k: median_of(rounds, k) for k in
+           ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors", "loadavg_1m_before")},
+        "cpu_ms_per_ticket": {
+            k: median_of([r["cpu_ms_per_ticket"] for r in rounds], k)
+            for k in ("app", "db", "redis", "server", "client")},
+    }}
+
+
 def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     from server.app import create_app
     from server.core.db import db
@@ -849,29 +914,15 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     f"port {server.port}; warm-up {args.warmup}s")
                 run_child({**base, "mode": "closed", "seconds": args.warmup, "seed": 999})
                 redis_pid = int((home / "redis" / "redis.pid").read_text().strip())
-                meter = CpuMeter(lambda: {
-                    "app": children_of(server.proc.pid),
-                    "db": pg_backends(url) if kind == "postgres" else [],
-                    "redis": [redis_pid],
-                })
+                meter = server_meter(server, kind, url, redis_pid)
                 closed_rounds, open_rounds = [], []
                 for r in range(args.rounds):
-                    load = os.getloadavg()[0]
-                    meter.start()
-                    res = run_child({**base, "mode": "closed", "seconds": args.seconds, "seed": r})
-                    used = meter.stop()
-                    used["client"] = res.pop("client_cpu_s")
-                    res["loadavg_1m_before"] = load
-                    res["cpu_ms_per_ticket"] = {
-                        k: round(1000 * v / res["ok"], 2) if res["ok"] else None
-                        for k, v in used.items()}
-                    server_ms = sum(v for k, v in res["cpu_ms_per_ticket"].items()
-                                    if k != "client" and v is not None)
-                    res["cpu_ms_per_ticket"]["server"] = round(server_ms, 2)
+                    res = closed_round(base, meter, args.seconds, r)
                     closed_rounds.append(res)
                     log(f"[{kind}] round {r + 1} closed: {res['per_s']}/s p50 {res['p50_ms']} "
                         f"p95 {res['p95_ms']} p99 {res['p99_ms']} ms, errors {res['errors']}; "
-                        f"CPU ms/ticket {res['cpu_ms_per_ticket']} (load {load:.1f})")
+                        f"CPU ms/ticket {res['cpu_ms_per_ticket']} "
+                        f"(load {res['loadavg_1m_before']:.1f})")
                     if args.rate:
                         load = os.getloadavg()[0]
                         res = run_child({**base, "mode": "open", "seconds": args.seconds,
@@ -894,6 +945,9 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     f"(n={dispatch_http['ok']}, errors {dispatch_http['errors']})")
             finally:
                 server.stop()
+            floor_rounds = []
+            if args.floor:
+                floor_rounds = floor(kind, args, env, home, url, base, redis_pid)
 
             counts = statement_counts(app, seeded["token"], seeded["addresses"])
             log(f"[{kind}] statements: accept {counts['accept']}, dispatch {counts['dispatch']}")
@@ -938,16 +992,9 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "seed": {"units": seeded["units"], "grids_with_polygons": seeded["grids_with_polygons"],
                  "addresses": len(seeded["addresses"])},
         "server": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
-        "closed_loop": {"clients": args.clients, "seconds": args.seconds,
-                        "rounds": closed_rounds,
-                        "median": {
-                            **{k: median_of(closed_rounds, k) for k in
-                               ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
-                                "loadavg_1m_before")},
-                            "cpu_ms_per_ticket": {
-                                k: median_of([r["cpu_ms_per_ticket"] for r in closed_rounds], k)
-                                for k in ("app", "db", "redis", "server", "client")},
-                        }},
+        "closed_loop": closed_summary(closed_rounds, args.clients, args.seconds),
+        "floor": closed_summary(floor_rounds, args.clients, args.seconds) if floor_rounds
+        else None,
         "open_loop": {"rate": args.rate, "seconds": args.seconds, "rounds": open_rounds,
                       "median": {k: median_of(open_rounds, k) for k in
                                  ("per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
@@ -994,6 +1041,11 @@ def table(results: list[dict[str, Any]]) -> str:
         c = r["closed_loop"]["median"]
         lines.append(f"| {r['database']} | closed loop, {r['closed_loop']['clients']} clients | "
                      + " | ".join(cell(c[k]) for k in keys) + " |")
+        if r.get("floor"):
+            f = r["floor"]["median"]
+            lines.append(f"| {r['database']} | *floor* (bench/intake_floor.py), "
+                         f"{r['floor']['clients']} clients | "
+                         + " | ".join(cell(f[k]) for k in keys) + " |")
         if r["open_loop"]["rounds"]:
             o = r["open_loop"]["median"]
             lines.append(f"| {r['database']} | open loop, {r['open_loop']['rate']}/s offered | "
@@ -1008,6 +1060,12 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['database']} | " + " | ".join(
             cell(c.get(k)) for k in ("app", "db", "redis", "server", "client"))
             + f" | {cell(ceiling)}/s |")
+        if r.get("floor"):
+            f = r["floor"]["median"]["cpu_ms_per_ticket"]
+            ceiling = round(1000 * cpus / f["server"]) if f.get("server") else None
+            lines.append(f"| {r['database']} *floor* | " + " | ".join(
+                cell(f.get(k)) for k in ("app", "db", "redis", "server", "client"))
+                + f" | {cell(ceiling)}/s |")
     lines += ["", "| database | dispatch HTTP p50 ms | dispatch in-process p50 ms | "
               "accept in-process p50 ms | accept in-process CPU ms (app + db) | "
               "SQL per accept | SQL per dispatch |",
@@ -1049,6 +1107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="interleaved blocks for the audit-chain comparison")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also cProfile N in-process accepts (printed, saved as .prof)")
+    p.add_argument("--floor", action="store_true",
+                   help="also measure the stack's floor (bench/intake_floor.py) the same way")
     p.add_argument("--pg-url", default=DEFAULT_PG)
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
     p.add_argument("--load-child", action="store_true", help=argparse.SUPPRESS)

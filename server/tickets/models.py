@@ -9,10 +9,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from escalation.models import Clock
 from grids.models import Grid
 from hierarchy.models import Unit, User
+from routing.models import EmergencyHandoff, TicketLink
+from server.core.audit import Event
 from server.core.crypto import Encrypted
 from server.core.db import BigID, JSONType, UTCDateTime, db, utcnow
+from server.core.outbox import OutboxMessage
 
 
 class Status(StrEnum):
@@ -183,14 +187,13 @@ class Ticket(db.Model):
     # knows to insert a new ticket before them. An accept then writes its ticket, links,
     # clocks, events and outbox messages — and its auto-dispatch's — in one flush, in their
     # final state (bench/intake.py), instead of flushing the ticket first and updating it.
-    _links: Mapped[list[Any]] = relationship(
-        "TicketLink", foreign_keys="TicketLink.ticket_id", lazy="raise", passive_deletes="all")
-    _handoffs: Mapped[list[Any]] = relationship(
-        "EmergencyHandoff", lazy="raise", passive_deletes="all")
-    _clocks: Mapped[list[Any]] = relationship("Clock", lazy="raise", passive_deletes="all")
-    _events: Mapped[list[Any]] = relationship("Event", lazy="raise", passive_deletes="all")
-    _outbox: Mapped[list[Any]] = relationship(
-        "OutboxMessage", lazy="raise", passive_deletes="all")
+    _links: Mapped[list[TicketLink]] = relationship(
+        foreign_keys=[TicketLink.ticket_id], lazy="raise", passive_deletes="all")
+    _handoffs: Mapped[list[EmergencyHandoff]] = relationship(
+        lazy="raise", passive_deletes="all")
+    _clocks: Mapped[list[Clock]] = relationship(lazy="raise", passive_deletes="all")
+    _events: Mapped[list[Event]] = relationship(lazy="raise", passive_deletes="all")
+    _outbox: Mapped[list[OutboxMessage]] = relationship(lazy="raise", passive_deletes="all")
 
     @property
     def stream(self) -> str:
