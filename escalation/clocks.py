@@ -34,9 +34,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
+from server.core.aftercommit import transaction_local
 from server.core.db import db
 
 from . import calendar as cal_mod
@@ -112,7 +111,7 @@ class _Run:
         self.at = at
         self.rules = rules_mod.current()
         self.cal = cal_mod.current()
-        born = _born_clocks(db.session)
+        born = _born_clocks()
         self.new_ticket = kind == "accept" or _alive(born.get(facts.ticket_id))
         if kind == "accept":
             # A ticket being accepted has no clocks yet: nothing to read. Its clocks stay
@@ -444,8 +443,8 @@ def on_ticket_event(facts: TicketFacts, kind: str, at: datetime,
 _BORN = "clocks_of_new_tickets"
 
 
-def _born_clocks(session: Any) -> dict[int, list[Clock]]:
-    return session.info.setdefault(_BORN, {})
+def _born_clocks() -> dict[int, list[Clock]]:
+    return transaction_local(_BORN, dict)
 
 
 def _alive(clocks: list[Clock] | None) -> bool:
@@ -454,11 +453,6 @@ def _alive(clocks: list[Clock] | None) -> bool:
     return clocks is not None and all(
         (state := sa.inspect(c)).pending or state.persistent for c in clocks)
 
-
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-def _forget_born(session: Session) -> None:
-    session.info.pop(_BORN, None)
 
 
 def _urge_only(facts: TicketFacts, at: datetime) -> None:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event as orm_event
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from .aftercommit import transaction_local
 from .db import BigID, JSONType, UTCDateTime, db, utcnow
 
 GENESIS = "0" * 64
@@ -115,7 +115,7 @@ def append_event(
     the insert and the transaction fails rather than forking the chain.
     """
     session = db.session
-    born: dict[str, EventHead] = session.info.setdefault(_NEW_HEADS, {})
+    born: dict[str, EventHead] = transaction_local(_NEW_HEADS, dict)
     head = born.get(stream)
     if head is not None and not ((state := sa.inspect(head)).pending or state.persistent):
         head = None  # a savepoint that created it was rolled back
@@ -138,11 +138,6 @@ def append_event(
 #: ``session.info`` key: the heads of streams begun in the session's transaction.
 _NEW_HEADS = "audit_new_heads"
 
-
-@orm_event.listens_for(Session, "after_commit")
-@orm_event.listens_for(Session, "after_rollback")
-def _forget_new_heads(session: Session) -> None:
-    session.info.pop(_NEW_HEADS, None)
 
 
 def append_events(items: list[tuple[str, str, dict[str, Any], int | None]], *,

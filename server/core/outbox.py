@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .aftercommit import on_commit
+from .aftercommit import on_commit, transaction_local
 from .audit import Event
 from .db import BigID, JSONType, UTCDateTime, db, utcnow
 
@@ -76,11 +75,10 @@ def queue_message(
     db.session.add(message)
     # No flush here: the row goes in with the commit's flush, and its id is read from the
     # identity map once committed (one ORM flush less per action; bench/intake.py).
-    pending = db.session.info.get(_PENDING)
-    if pending is None:
+    pending: list[Any] = transaction_local(_PENDING, list)
+    if not pending:
         # One delivery job per transaction, for all its messages (an accept that is also
         # auto-dispatched writes two).
-        pending = db.session.info[_PENDING] = []
         on_commit(_dispatch_pending(pending))
     pending.append(sa.inspect(message))
     return message
@@ -98,8 +96,3 @@ def _dispatch_pending(states: list[Any]) -> Callable[[], None]:
 
     return dispatch
 
-
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
