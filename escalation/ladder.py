@@ -28,6 +28,7 @@ from server.core.db import UTCDateTime, db
 from . import calendar as cal_mod
 from . import notify
 from . import rules as rules_mod
+from .bulk import bulk_insert, ids_in
 from .models import CLOCK_LABELS, Clock, ClockKind, Escalation, Fired
 from .rules import LEVELS, Rule
 
@@ -112,14 +113,20 @@ def plan(ticket_id: int, number: str, clock_id: int, now: datetime) -> Plan | No
     return plan_many([(ticket_id, number, clock_id)], now)[0]
 
 
+#: What planning a rung reads of a clock: plain columns, no ORM object (a group of 100
+#: clocks loaded as objects cost more than the statement that read them).
+PLAN_COLUMNS = (Clock.id, Clock.ticket_id, Clock.cycle, Clock.kind, Clock.rule_code,
+                Clock.unit_id, Clock.unit_path, Clock.assignee_id, Clock.urgency, Clock.due_at,
+                Clock.stopped_at, Clock.next_fire_at, Clock.step)
+
+
 def plan_many(items: list[tuple[int, str, int]], now: datetime) -> list[Plan | None]:
     """:func:`plan` for many (ticket id, number, clock id) at once, in three statements
     whatever their number (clocks, the units of their ladders; rules and calendar cached).
     The caller holds all these tickets' row locks."""
     wanted = {clock_id: ticket_id for ticket_id, _number, clock_id in items}
     clocks = {c.id: c for c in db.session.execute(
-        sa.select(Clock).where(Clock.id.in_(list(wanted)))
-        .execution_options(populate_existing=True)).scalars()
+        sa.select(*PLAN_COLUMNS).where(ids_in(Clock.id, list(wanted))))
         if wanted.get(c.id) == c.ticket_id}
     rules = rules_mod.current()
     calendar = cal_mod.current()
@@ -128,6 +135,7 @@ def plan_many(items: list[tuple[int, str, int]], now: datetime) -> list[Plan | N
     units = {u.id: u for u in db.session.execute(
         sa.select(Unit).where(Unit.id.in_(list(unit_ids)))).scalars()} if unit_ids else {}
     plans: list[Plan | None] = []
+    silenced: list[int] = []  # clocks whose alerts stop: no rule, or the ladder's top reached
     for ticket_id, number, clock_id in items:
         clock = clocks.get(clock_id)
         if clock is None or clock.stopped_at is not None or clock.next_fire_at is None:
@@ -138,7 +146,7 @@ def plan_many(items: list[tuple[int, str, int]], now: datetime) -> list[Plan | N
             continue
         rule = rules.by_code(clock.rule_code)
         if rule is None or not rule.enabled:
-            clock.next_fire_at = None  # the rule went away: its alerts stop
+            silenced.append(clock.id)  # the rule went away: its alerts stop
             plans.append(None)
             continue
         rung = clock.step
@@ -149,7 +157,7 @@ def plan_many(items: list[tuple[int, str, int]], now: datetime) -> list[Plan | N
             rung = 1  # the deadline passed before the reminder went: straight to overdue
         ladder = _ladder(chains[clock_id], units, rule)
         if rung > 1 and rung - 1 >= len(ladder):
-            clock.next_fire_at = None  # top of the ladder reached
+            silenced.append(clock.id)  # top of the ladder reached
             plans.append(None)
             continue
         target = ladder[rung - 1] if rung - 1 < len(ladder) else None
@@ -160,7 +168,20 @@ def plan_many(items: list[tuple[int, str, int]], now: datetime) -> list[Plan | N
             holder_unit_id=clock.unit_id, holder_assignee_id=clock.assignee_id,
             urgent=clock.urgency == "emergency", target=target, next_at=next_at, now=now,
         ))
+    if silenced:
+        db.session.execute(sa.update(Clock.__table__).where(ids_in(Clock.id, silenced))
+                           .values(next_fire_at=None))
+        _expire_clocks(silenced)
     return plans
+
+
+def _expire_clocks(ids: list[int]) -> None:
+    """Copies of these clocks already in the session are expired: they were written with
+    plain UPDATEs, so nothing may read (or flush) their old rung afterwards."""
+    wanted = set(ids)
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, Clock) and obj.id in wanted:
+            db.session.expire(obj)
 
 
 def fired_insert() -> Any:
@@ -248,10 +269,7 @@ def advance_many(plans: list[Plan]) -> None:
                         c.breached_at, sa.bindparam("b_deadline", type_=UTCDateTime()))),
             [{"b_id": p.clock_id, "b_step": p.rung + 1, "b_next": p.next_at,
               "b_deadline": p.deadline} for p in plans])
-    ids = {p.clock_id for p in plans}
-    for obj in list(db.session.identity_map.values()):
-        if isinstance(obj, Clock) and obj.id in ids:
-            db.session.expire(obj)
+    _expire_clocks([p.clock_id for p in plans])
 
 
 def apply(p: Plan, event_id: int | None) -> int | None:
@@ -287,20 +305,20 @@ def apply_many(fired: list[tuple[Plan, int | None]]) -> list[int | None]:
     if further:
         db.session.execute(
             sa.update(Escalation)
-            .where(Escalation.clock_id.in_(further), Escalation.resolved_at.is_(None))
+            .where(ids_in(Escalation.clock_id, further), Escalation.resolved_at.is_(None))
             .values(resolved_at=fired[0][0].now, resolution="escalated_further")
         )
     reaching = [(p, p.target, event_id) for p, event_id in fired if p.target is not None]
-    table = Escalation.__table__
-    ids = db.session.execute(
-        sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
-        [{"ticket_id": p.ticket_id, "clock_id": p.clock_id, "clock": p.kind, "cycle": p.cycle,
-          "rung": p.rung, "deadline": p.deadline, "rule_code": p.rule_code,
-          "unit_id": target.unit_id, "level": target.level, "from_unit_id": p.holder_unit_id,
-          "event_id": event_id, "escalated_at": p.now, "urge_count": 0}
-         for p, target, event_id in reaching]).scalars().all() if reaching else []
-    made = {p.clock_id: item_id for (p, _, _), item_id in zip(reaching, ids, strict=True)}
-    for (p, target, _), item_id in zip(reaching, ids, strict=True):
+    # One board item per clock in a group (its rungs are distinct clocks): matched back by
+    # clock id, whatever order the ids come back in.
+    made = {row.clock_id: row.id for row in bulk_insert(Escalation.__table__, [
+        {"ticket_id": p.ticket_id, "clock_id": p.clock_id, "clock": p.kind, "cycle": p.cycle,
+         "rung": p.rung, "deadline": p.deadline, "rule_code": p.rule_code,
+         "unit_id": target.unit_id, "level": target.level, "from_unit_id": p.holder_unit_id,
+         "event_id": event_id, "escalated_at": p.now, "urge_count": 0}
+        for p, target, event_id in reaching], returning=("id", "clock_id"))}
+    for p, target, _ in reaching:
+        item_id = made[p.clock_id]
         label = CLOCK_LABELS.get(ClockKind(p.kind), p.kind)
         notices += notify.notice_rows(
             staff.get(target.unit_id, []), kind="escalated", at=p.now, ticket_id=p.ticket_id,

@@ -30,6 +30,7 @@ from server.core.db import db
 from server.core.outbox import queue_message
 
 from . import calendar as cal_mod
+from .bulk import bulk_insert, ids_in
 from .models import Notification
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def _insert(rows: list[dict[str, Any]], *, ignore_duplicates: bool = False) -> N
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Notification)
         db.session.execute(insert.on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
     else:
-        db.session.execute(sa.insert(Notification.__table__), rows)
+        bulk_insert(Notification.__table__, rows)
 
 
 def notice_rows(user_ids: Iterable[int], *, kind: str, at: datetime, title: str, body: str = "",
@@ -266,6 +267,6 @@ def flush(now: datetime, limit: int = 20_000) -> int:
             channel.send(digests)
     ids = [n.id for n in pending]
     for start in range(0, len(ids), 5000):
-        db.session.execute(sa.update(table).where(c.id.in_(ids[start:start + 5000]))
+        db.session.execute(sa.update(table).where(ids_in(c.id, ids[start:start + 5000]))
                            .values(dispatched_at=now))
     return len(digests)

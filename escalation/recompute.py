@@ -22,6 +22,7 @@ from server.core.db import BigID, UTCDateTime, db
 
 from . import calendar as cal_mod
 from . import rules as rules_mod
+from .bulk import bulk_update
 from .models import Clock, ClockKind, Escalation
 from .rules import Facts
 
@@ -134,39 +135,6 @@ def recompute_open(now: datetime, *, batch: int = 5000,
             report.escalations_cleared += result.rowcount or 0
         report.tickets += _sync_tickets(changes)
     return report
-
-
-def bulk_update(table: sa.Table, key: str, key_param: str, rows: list[dict[str, Any]],
-                sets: dict[str, tuple[str, Any]]) -> None:
-    """``UPDATE table SET column = value … WHERE key = …`` for many rows, set-based.
-
-    PostgreSQL: one ``UPDATE … FROM unnest(arrays)`` per 10,000 rows — a join against
-    arrays passed as a handful of parameters, not a statement per row. SQLite, in process:
-    an executemany.
-    """
-    if not rows:
-        return
-    if db.engine.dialect.name == "postgresql":
-        dialect = db.engine.dialect
-        columns = [(key, key_param, table.c[key].type),
-                   *((column, param, type_) for column, (param, type_) in sets.items())]
-        arrays = ", ".join(f"CAST(:{param} AS {type_.compile(dialect=dialect)}[])"
-                           for _column, param, type_ in columns)
-        names = ", ".join(param for _column, param, _type in columns)
-        assignments = ", ".join(f"{column} = v.{param}" for column, (param, _t) in sets.items())
-        statement = sa.text(
-            f"UPDATE {table.name} SET {assignments} FROM unnest({arrays}) AS v({names}) "
-            f"WHERE {table.name}.{key} = v.{key_param}")
-        for start in range(0, len(rows), 10_000):
-            chunk = rows[start:start + 10_000]
-            db.session.execute(statement, {param: [r[param] for r in chunk]
-                                           for _column, param, _type in columns})
-        return
-    statement = sa.update(table).where(table.c[key] == sa.bindparam("b_" + key_param)).values(
-        {column: sa.bindparam("b_" + param, type_=type_)
-         for column, (param, type_) in sets.items()})
-    names = [key_param, *(param for param, _t in sets.values())]
-    db.session.execute(statement, [{"b_" + n: r[n] for n in names} for r in rows])
 
 
 def _sync_tickets(changes: list[dict[str, Any]]) -> int:

@@ -179,6 +179,48 @@ def test_scans_are_exactly_once_across_reruns_and_two_scanners(esc) -> None:  # 
     assert len(rows(app, Fired)) == 8  # the due-soon rung was skipped: already overdue
 
 
+def test_due_soon_reminders_fire_once_with_two_scanners_and_a_replayed_rung(esc) -> None:  # type: ignore[no-untyped-def]
+    """The due-soon rung (one statement on PostgreSQL, three on SQLite): two scanners at once
+    remind each ticket once; a clock sent back to a rung whose ``fired`` row exists moves on
+    again but notifies nobody a second time."""
+    app, world = esc
+    numbers = [_assigned(app, world, sh(2025, 3, 3, 10)) for _ in range(6)]
+    now = sh(2025, 3, 4, 9)
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(scan(app, now))
+        except BaseException as exc:  # pragma: no cover - re-raised below
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(isinstance(r, BaseException) for r in results), results
+    assert sum(r.due_soon for r in results) == 6  # type: ignore[attr-defined]
+    fired = rows(app, Fired)
+    assert len(fired) == 6 and {f["rung"] for f in fired} == {0}
+    reminded = [n for note in rows(app, Notification, kind="due_soon")
+                for n in note["data"]["numbers"]]
+    assert sorted(reminded) == sorted(numbers)
+    assert all(open_clock(app, n, "sign")["step"] == 1 for n in numbers)
+
+    with app.app_context():
+        from server.core.db import db
+
+        db.session.execute(sa.update(Clock).where(Clock.kind == "sign")
+                           .values(step=0, next_fire_at=Clock.due_soon_at))
+        db.session.commit()
+    report = scan(app, now)
+    assert report.due_soon == 6  # handled: moved on to the next rung …
+    assert all(open_clock(app, n, "sign")["step"] == 1 for n in numbers)
+    assert len(rows(app, Fired)) == 6  # … but already fired: no second reminder
+    assert sum(note["data"]["count"] for note in rows(app, Notification, kind="due_soon")) == 6
+
+
 def test_a_crash_mid_scan_loses_and_doubles_nothing(esc) -> None:  # type: ignore[no-untyped-def]
     app, world = esc
     numbers = [_assigned(app, world, sh(2025, 3, 3, 10)) for _ in range(6)]
