@@ -23,12 +23,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hierarchy.models import Unit
+from server.core.bulk import bulk_insert, ids_in
 from server.core.db import UTCDateTime, db
 
 from . import calendar as cal_mod
 from . import notify
 from . import rules as rules_mod
-from .bulk import bulk_insert, ids_in
 from .models import CLOCK_LABELS, Clock, ClockKind, Escalation, Fired
 from .rules import LEVELS, Rule
 

@@ -26,11 +26,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hierarchy.models import Role, User
 from server.core.aftercommit import on_commit
+from server.core.bulk import bulk_insert, ids_in
 from server.core.db import db
 from server.core.outbox import queue_message
 
 from . import calendar as cal_mod
-from .bulk import bulk_insert, ids_in
 from .models import Notification
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from server.core.bulk import bulk_update
 from server.core.db import BigID, UTCDateTime, db
 
 from . import calendar as cal_mod
 from . import rules as rules_mod
-from .bulk import bulk_update
 from .models import Clock, ClockKind, Escalation
 from .rules import Facts
 

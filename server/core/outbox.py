@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .aftercommit import on_commit, transaction_local
 from .audit import Event
+from .bulk import bulk_insert
 from .db import BigID, JSONType, UTCDateTime, db, utcnow
 
 #: Called after commit with the new message ids; the app installs one that enqueues an RQ job.
@@ -82,6 +83,23 @@ def queue_message(
         on_commit(_dispatch_pending(pending))
     pending.append(sa.inspect(message))
     return message
+
+
+def queue_messages(messages: list[dict[str, Any]]) -> None:
+    """Many messages at once (a batch job's actions: the deadline scan's escalations), in
+    one statement instead of an ORM object each; one delivery job after commit, as for
+    :func:`queue_message`. Each dict: ``topic``, ``payload``, ``ticket_id``, ``event_id``."""
+    if not messages:
+        return
+    now = utcnow()
+    rows = [{**m, "created_at": now, "next_attempt_at": now, "attempts": 0} for m in messages]
+    ids = [row.id for row in bulk_insert(OutboxMessage.__table__, rows, returning=("id",))]
+
+    def dispatch() -> None:
+        if _dispatcher is not None:
+            _dispatcher(sorted(ids))
+
+    on_commit(dispatch)
 
 
 #: ``session.info`` key: the states of the messages this transaction added.

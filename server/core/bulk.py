@@ -1,4 +1,5 @@
-"""Many rows in one statement: the set-based writes of the deadline scan and the recomputation.
+"""Many rows in one statement: set-based writes (the deadline scan, the recomputation, a
+batch of ticket actions).
 
 On PostgreSQL the rows travel as one array per column and are joined or selected from
 ``unnest(…)``: a handful of parameters whatever the number of rows. The alternative — an
