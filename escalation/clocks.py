@@ -35,7 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.core.aftercommit import transaction_local
+from server.core.aftercommit import in_session, transaction_local
 from server.core.db import db
 
 from . import calendar as cal_mod
@@ -450,9 +450,7 @@ def _born_clocks() -> dict[int, list[Clock]]:
 def _alive(clocks: list[Clock] | None) -> bool:
     """Whether a remembered list still belongs to this transaction (a savepoint rolled back
     would have taken its clocks out of the session)."""
-    return clocks is not None and all(
-        (state := sa.inspect(c)).pending or state.persistent for c in clocks)
-
+    return clocks is not None and all(in_session(c) for c in clocks)
 
 
 def _urge_only(facts: TicketFacts, at: datetime) -> None:

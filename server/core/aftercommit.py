@@ -44,6 +44,15 @@ def transaction_local(key: str, factory: Callable[[], T], session: Any = None) -
     return target.info[key]  # type: ignore[no-any-return]
 
 
+def in_session(obj: Any) -> bool:
+    """Whether an object kept in transaction-local state still belongs to the transaction
+    (a rolled-back savepoint takes the objects it added out of the session)."""
+    from sqlalchemy import inspect
+
+    state = inspect(obj)
+    return bool(state.pending or state.persistent)
+
+
 def _drop_locals(session: Session) -> None:
     for key in _LOCAL_KEYS:
         session.info.pop(key, None)

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .aftercommit import transaction_local
+from .aftercommit import in_session, transaction_local
 from .db import BigID, JSONType, UTCDateTime, db, utcnow
 
 GENESIS = "0" * 64
@@ -117,7 +117,7 @@ def append_event(
     session = db.session
     born: dict[str, EventHead] = transaction_local(_NEW_HEADS, dict)
     head = born.get(stream)
-    if head is not None and not ((state := sa.inspect(head)).pending or state.persistent):
+    if head is not None and not in_session(head):
         head = None  # a savepoint that created it was rolled back
     if head is None and not new_stream:
         head = session.get(EventHead, stream, with_for_update=not head_locked)
@@ -137,7 +137,6 @@ def append_event(
 
 #: ``session.info`` key: the heads of streams begun in the session's transaction.
 _NEW_HEADS = "audit_new_heads"
-
 
 
 def append_events(items: list[tuple[str, str, dict[str, Any], int | None]], *,

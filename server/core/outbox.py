@@ -76,12 +76,7 @@ def queue_message(
     db.session.add(message)
     # No flush here: the row goes in with the commit's flush, and its id is read from the
     # identity map once committed (one ORM flush less per action; bench/intake.py).
-    pending: list[Any] = transaction_local(_PENDING, list)
-    if not pending:
-        # One delivery job per transaction, for all its messages (an accept that is also
-        # auto-dispatched writes two).
-        on_commit(_dispatch_pending(pending))
-    pending.append(sa.inspect(message))
+    _pending().append(sa.inspect(message))
     return message
 
 
@@ -93,24 +88,30 @@ def queue_messages(messages: list[dict[str, Any]]) -> None:
         return
     now = utcnow()
     rows = [{**m, "created_at": now, "next_attempt_at": now, "attempts": 0} for m in messages]
-    ids = [row.id for row in bulk_insert(OutboxMessage.__table__, rows, returning=("id",))]
-
-    def dispatch() -> None:
-        if _dispatcher is not None:
-            _dispatcher(sorted(ids))
-
-    on_commit(dispatch)
+    inserted = bulk_insert(OutboxMessage.__table__, rows, returning=("id",))
+    _pending().extend(row.id for row in inserted)
 
 
-#: ``session.info`` key: the states of the messages this transaction added.
+#: ``session.info`` key: the messages this transaction added — ORM states (their ids known
+#: once flushed) and ids of rows inserted set-based.
 _PENDING = "outbox_pending"
 
 
-def _dispatch_pending(states: list[Any]) -> Callable[[], None]:
+def _pending() -> list[Any]:
+    """This transaction's new messages; the first one arranges the one delivery job."""
+    pending: list[Any] = transaction_local(_PENDING, list)
+    if not pending:
+        # One delivery job per transaction, for all its messages (an accept that is also
+        # auto-dispatched writes two; a scan group, a hundred).
+        on_commit(_dispatch_pending(pending))
+    return pending
+
+
+def _dispatch_pending(pending: list[Any]) -> Callable[[], None]:
     def dispatch() -> None:
-        ids = [state.identity[0] for state in states if state.identity is not None]
+        ids = [p if isinstance(p, int) else p.identity[0] for p in pending
+               if isinstance(p, int) or p.identity is not None]
         if _dispatcher is not None and ids:
-            _dispatcher(ids)
+            _dispatcher(sorted(ids))
 
     return dispatch
-

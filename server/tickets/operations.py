@@ -157,10 +157,10 @@ def _record_many(checks: list[Checked], kind: str, datas: list[dict[str, Any]],
                  now: datetime) -> list[Event]:
     """:func:`_record` for many tickets at once, by one actor at one moment (a system job's
     batch): the events in one flush, the rest as for one."""
-    for checked, data in zip(checks, datas, strict=True):
-        assert checked.ticket is not None
-        _sync_clocks(checked.ticket, kind, now, data)
     tickets = [c.ticket for c in checks if c.ticket is not None]
+    assert len(tickets) == len(checks)
+    for ticket, data in zip(tickets, datas, strict=True):
+        _sync_clocks(ticket, kind, now, data)
     events = append_events(
         [(t.stream, kind, d, t.id) for t, d in zip(tickets, datas, strict=True)],
         actor=checks[0].actor if checks else None, at=now)
