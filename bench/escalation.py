@@ -15,8 +15,9 @@ What it does, per database (a SQLite file — the embedded default — and Postg
 
    - *empty scan*: a scan when nothing is due — what every minute costs with 1 M open;
    - *find*: the two index range reads that list what is due;
-   - *due-soon scan*: the set-based reminders (fired rows, clock updates, in-app notices) and
-     the per-person digests (outbound SMS messages in the outbox) for all due-soon clocks;
+   - *due-soon scan*: the set-based reminders (the sweep of due-soon points since its mark,
+     a minute before: fired rows and in-app notices) and the per-person digests (outbound
+     SMS messages in the outbox) for all due-soon clocks;
    - *escalation scan*: the overdue clocks, each under its ticket's row lock through
      ``check_escalate`` / ``do_escalate`` (ticket event, board item, notices);
    - *recompute*: a rule change recomputing ``--recompute`` open clocks (set-based).
@@ -175,7 +176,7 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
                 0, 0, false, false,
                 CASE WHEN {overdue_case} THEN 1 ELSE 0 END,
                 CASE WHEN {overdue_case} THEN :o_due
-                     WHEN g % {soon_every} = 0 THEN :s_soon ELSE :n_soon END
+                     WHEN g % {soon_every} = 0 THEN :s_due ELSE :n_due END
             FROM generate_series(1, :n) AS g"""), {"n": n, **_times()})
         db.session.commit()
         # What autovacuum does to a live table: hint bits set, statistics fresh.
@@ -200,8 +201,7 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
                     over = due and overdue_mod and (g // soon_every) % overdue_mod == 0
                     p = "o" if over else ("s" if due else "n")
                     clocks.append((g, vpath, vid, vpath, wid, t[f"{p}_start"], t[f"{p}_due"],
-                                   t[f"{p}_soon"], 1 if over else 0,
-                                   t["o_due"] if over else t[f"{p}_soon"]))
+                                   t[f"{p}_soon"], 1 if over else 0, t[f"{p}_due"]))
                 cur.executemany(
                     "INSERT INTO tickets (id, number, source, type, title, content, urgency, "
                     "status, unit_id, assignee_id, accepting_unit_id, created_by_id, "
@@ -231,12 +231,13 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
 def _times(sqlite: bool = False) -> dict[str, Any]:
     values = {
         "acc": NOW - timedelta(days=1), "due": NOW + timedelta(days=4),
-        # not due: reminders in three days
+        # not due: reminders in three days (left to the due-soon sweep, as the clocks set
+        # them: their own next firing time is the deadline)
         "n_start": NOW - timedelta(days=1), "n_due": NOW + timedelta(days=4),
         "n_soon": NOW + timedelta(days=3),
-        # due soon: the reminder point passed an hour ago
+        # due soon: the reminder point passed since the last scan, a minute ago
         "s_start": NOW - timedelta(days=4), "s_due": NOW + timedelta(hours=20),
-        "s_soon": NOW - timedelta(hours=1),
+        "s_soon": NOW - timedelta(seconds=30),
         # overdue: the deadline passed an hour ago, the reminder went long before
         "o_start": NOW - timedelta(days=6), "o_due": NOW - timedelta(hours=1),
         "o_soon": NOW - timedelta(days=1),
@@ -245,6 +246,19 @@ def _times(sqlite: bool = False) -> dict[str, Any]:
         return {k: f"{v.astimezone(UTC).replace(tzinfo=None):%Y-%m-%d %H:%M:%S.%f}"
                 for k, v in values.items()}
     return values
+
+
+def set_sweep_mark(at: datetime) -> None:
+    """Put the due-soon sweep's mark at ``at``, as the scan a minute before would have."""
+    import sqlalchemy as sa
+
+    from escalation.models import ScanMark
+    from escalation.scan import DUE_SOON_MARK
+    from server.core.db import db
+
+    db.session.execute(sa.delete(ScanMark))
+    db.session.add(ScanMark(name=DUE_SOON_MARK, through_at=at, through_id=2**53, updated_at=at))
+    db.session.commit()
 
 
 # ---------------------------------------------------------------- the measurements
@@ -315,6 +329,7 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         log(f"[{kind}] inserted {sizes} in {time.perf_counter() - t0:.1f}s")
 
         empty_now = NOW - timedelta(days=2)  # nothing due yet
+        set_sweep_mark(empty_now - timedelta(minutes=1))  # the last scan, a minute before
         runs = []
         for _ in range(3):  # the first also pays for compiling the statements, once a process
             with counting(engine) as statements:
@@ -326,6 +341,9 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         log(f"[{kind}] empty scan {min(runs) * 1000:.1f} ms (first {runs[0] * 1000:.1f} ms), "
             f"{len(statements)} statements")
 
+        # Scans ran every minute since, and found nothing new: the sweep's mark is where the
+        # last of them left it, a minute before the scan measured below.
+        set_sweep_mark(NOW - timedelta(minutes=1))
         with counting(engine) as statements:
             t0 = time.perf_counter()
             listed = len(esc_scan.due_rungs(NOW, limit=500))
@@ -344,11 +362,17 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         with counting(engine) as statements:
             t0 = time.perf_counter()
             fired = 0
-            while True:
+            while True:  # clocks whose own firing time is their due-soon point
                 handled = esc_scan.fire_due_soon(NOW, limit=args.batch)
                 db.session.commit()
                 fired += handled
                 if handled < args.batch:
+                    break
+            while True:  # the sweep of the due-soon points since its mark
+                swept = esc_scan.sweep_due_soon(NOW, limit=args.batch)
+                db.session.commit()
+                fired += swept.handled
+                if swept.read < args.batch:
                     break
             from escalation import notify
 

@@ -89,18 +89,45 @@ def parent_of(path: str, level: str) -> tuple[int, str, str]:
     return int(ids[-2]), parent_path, LEVELS[max(index - 1, 0)]
 
 
-def fire_time(clock: Clock, rule: Rule | None, calendar: cal_mod.WorkCalendar) -> datetime | None:
+#: A due-soon point further ahead than this when it is set is left to the due-soon sweep
+#: (``escalation.scan``), which reads ``due_soon_at`` behind its mark and never writes the
+#: clock. A nearer one — a deadline moved, a rule tightened, a clock resumed — might lie
+#: behind the mark before this transaction commits, so it becomes the clock's own next
+#: firing time, as every other rung is. Ten minutes: far longer than any ticket action's
+#: transaction, ten scans at the usual one a minute.
+SWEEP_LEAD = timedelta(minutes=10)
+
+
+def first_fire(step: int, due_soon_at: datetime | None, due_at: datetime, rule: Rule,
+               calendar: cal_mod.WorkCalendar, now: datetime) -> tuple[int, datetime]:
+    """(step, next firing time) of an open, running clock with a deadline.
+
+    Step 0 waits for the due-soon reminder: at ``due_soon_at`` itself when that is near
+    (:data:`SWEEP_LEAD`), else the sweep sends it and the clock is next looked at on its
+    deadline — still at step 0, which the ladder reads as "overdue next"."""
+    if step == 0 and due_soon_at is None:
+        step = 1  # no reminder for this rule: the deadline is the first rung
+    if step == 0 and due_soon_at is not None and due_soon_at <= now + SWEEP_LEAD:
+        return step, due_soon_at
+    return step, rule.rung_at(due_at, max(step, 1), calendar)
+
+
+def reminded(step: int, due_soon_at: datetime | None, now: datetime) -> bool:
+    """Has this clock's due-soon point been reached (so its reminder went, or is going)?
+    A swept reminder leaves ``step`` at 0, so the point itself says it."""
+    return step > 0 or (due_soon_at is not None and due_soon_at <= now)
+
+
+def fire_time(clock: Clock, rule: Rule | None, calendar: cal_mod.WorkCalendar,
+              now: datetime) -> datetime | None:
     """When the scan must next look at this clock (None: never, unless something changes)."""
     if clock.stopped_at is not None or clock.suspended_at is not None:
         return None
     if clock.due_at is None or rule is None:
         return None
-    if clock.step == 0:
-        if clock.due_soon_at is None:
-            clock.step = 1
-        else:
-            return clock.due_soon_at
-    return rule.rung_at(clock.due_at, clock.step, calendar)
+    clock.step, at = first_fire(clock.step, clock.due_soon_at, clock.due_at, rule, calendar,
+                                now)
+    return at
 
 
 class _Run:
@@ -168,7 +195,7 @@ class _Run:
         )
         clock.due_soon_at = (resolved.rule.due_soon_at(self.at, resolved.due_at)
                              if resolved.rule and resolved.due_at else None)
-        clock.next_fire_at = fire_time(clock, resolved.rule, self.cal)
+        clock.next_fire_at = fire_time(clock, resolved.rule, self.cal, self.at)
         if resolved.provisional and resolved.due_at is not None:
             self.provisional_spans.append((self.at, resolved.due_at))
         db.session.add(clock)
@@ -209,6 +236,7 @@ class _Run:
         """Move a clock's deadline; past rungs stay fired unless it moved beyond now."""
         if due == clock.due_at and rule is not None and rule.code == clock.rule_code:
             return
+        was_reminded = reminded(clock.step, clock.due_soon_at, self.at)
         clock.due_at = due
         clock.provisional = provisional
         clock.rule_code = rule.code if rule else None
@@ -216,11 +244,11 @@ class _Run:
         clock.due_soon_at = rule.due_soon_at(clock.started_at, due) if rule and due else None
         if due is not None and provisional:
             self.provisional_spans.append((self.at, due))
-        if due is not None and self.at < due and clock.step > 0:
+        if due is not None and self.at < due and was_reminded:
             if clock.step >= 2:
                 self.resolve_escalations(clock, reason)
             clock.step = 0 if clock.due_soon_at is not None and self.at < clock.due_soon_at else 1
-        clock.next_fire_at = fire_time(clock, rule, self.cal)
+        clock.next_fire_at = fire_time(clock, rule, self.cal, self.at)
 
     def rehome(self, clock: Clock | None, reason: str) -> None:
         """The ticket moved: the clock follows it to the new holder, and a rule that depends
@@ -250,6 +278,8 @@ class _Run:
         assert clock.suspended_at is not None
         paused = self.at - clock.suspended_at
         clock.suspended_seconds += int(paused.total_seconds())
+        if clock.step == 0 and reminded(0, clock.due_soon_at, clock.suspended_at):
+            clock.step = 1  # reminded before the pause: the moved point is not reminded again
         clock.suspended_at = None
         if clock.due_at is not None:
             clock.due_at += paused
@@ -354,8 +384,10 @@ def _reject(run: _Run, data: dict[str, Any]) -> None:
     resumed.breached_at = previous.breached_at
     resumed.provisional = previous.provisional
     resumed.calendar_version = previous.calendar_version
-    resumed.step = previous.step
-    resumed.next_fire_at = fire_time(resumed, run.rules.by_code(resumed.rule_code), run.cal)
+    resumed.step = max(previous.step, 1) if reminded(previous.step, previous.due_soon_at,
+                                                      run.at) else previous.step
+    resumed.next_fire_at = fire_time(resumed, run.rules.by_code(resumed.rule_code), run.cal,
+                                     run.at)
 
 
 def _decide_extension(run: _Run, data: dict[str, Any]) -> None:
@@ -388,7 +420,8 @@ def _resume(run: _Run, data: dict[str, Any]) -> None:
             # A breach recorded before the suspension stays recorded, and the board items
             # stay open; only the next rung waits for the moved deadline.
             run._unsuspend(clock)
-            clock.next_fire_at = fire_time(clock, run.rules.by_code(clock.rule_code), run.cal)
+            clock.next_fire_at = fire_time(clock, run.rules.by_code(clock.rule_code), run.cal,
+                                           run.at)
 
 
 def _reopen(run: _Run, data: dict[str, Any]) -> None:

@@ -134,8 +134,12 @@ class Clock(db.Model):
     each kind is open (``stopped_at`` is null) per ticket.
 
     ``step`` is the next rung of the ladder to fire (0 due soon, 1 overdue, 2… escalate
-    again) and ``next_fire_at`` when; the scan reads only clocks whose ``next_fire_at`` has
-    come, through a partial index, so its cost follows the tickets becoming due.
+    again) and ``next_fire_at`` when the scan must look at the clock next; it reads only
+    clocks whose ``next_fire_at`` has come, through a partial index, so its cost follows the
+    tickets becoming due. The due-soon rung is the exception: a due-soon point set well ahead
+    is left to the sweep (``escalation.scan``), which reads ``due_soon_at`` behind a
+    :class:`ScanMark` and writes nothing to the clock, so ``next_fire_at`` is the deadline
+    and ``step`` stays 0 after the reminder went (decision 20 in ``docs/decisions.md``).
     """
 
     __tablename__ = "clocks"
@@ -147,7 +151,8 @@ class Clock(db.Model):
         # The board's overdue and due-soon lists (migration 0008).
         sa.Index("ix_clocks_open_due_at", "due_at", postgresql_where=sa.text("stopped_at IS NULL"),
                  sqlite_where=sa.text("stopped_at IS NULL")),
-        sa.Index("ix_clocks_open_due_soon_at", "due_soon_at",
+        # The board's due-soon lists, and the due-soon sweep's keyset (migration 0010).
+        sa.Index("ix_clocks_open_due_soon_at", "due_soon_at", "id",
                  postgresql_where=sa.text("stopped_at IS NULL"),
                  sqlite_where=sa.text("stopped_at IS NULL")),
     )
@@ -217,6 +222,22 @@ class Fired(db.Model):
     rung: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class ScanMark(db.Model):
+    """How far a sweep has read: the due-soon sweep has handled every open clock whose
+    ``(due_soon_at, id)`` is at or before ``(through_at, through_id)``.
+
+    Locked by the sweep for its transaction and moved on in it, so two scanners never
+    sweep the same range and a crashed one leaves the mark where its last commit put it.
+    """
+
+    __tablename__ = "scan_marks"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    through_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    through_id: Mapped[int] = mapped_column(BigID, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
 
 class Escalation(db.Model):

@@ -23,6 +23,7 @@ from server.core.db import BigID, UTCDateTime, db
 
 from . import calendar as cal_mod
 from . import rules as rules_mod
+from .clocks import first_fire, reminded
 from .models import Clock, ClockKind, Escalation
 from .rules import Facts
 
@@ -70,7 +71,8 @@ def _new_state(row: Any, rules: rules_mod.RuleSet, calendar: cal_mod.WorkCalenda
     # for the new deadline (the fired table still stops any rung firing twice for one
     # deadline). Otherwise rungs already fired stay fired.
     restart = resolved.code != row.rule_code or (
-        due is not None and due != row.due_at and now < due and row.step > 0)
+        due is not None and due != row.due_at and now < due
+        and reminded(row.step, row.due_soon_at, now))
     step = row.step
     if restart:
         step = 0 if due_soon is not None and now < due_soon else 1
@@ -79,10 +81,8 @@ def _new_state(row: Any, rules: rules_mod.RuleSet, calendar: cal_mod.WorkCalenda
     reset = restart and row.step >= 2
     if rule is None or due is None or row.suspended_at is not None:
         next_fire = None
-    elif step == 0:
-        next_fire = due_soon
     else:
-        next_fire = rule.rung_at(due, step, calendar)
+        step, next_fire = first_fire(step, due_soon, due, rule, calendar, now)
     return {
         "cid": row.id, "ticket_id": row.ticket_id, "kind": row.kind, "due": due,
         "due_soon": due_soon, "rule": resolved.code, "prov": provisional,

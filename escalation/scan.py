@@ -1,21 +1,34 @@
 """The deadline scan: what has become due since the last one.
 
-The scan reads only clocks whose ``next_fire_at`` has come — a range of the partial index
-``ix_clocks_next_fire`` — so its cost follows the number of tickets becoming due, not the
-number open. Due-soon reminders carry no ticket event and are fired in bulk, set-based, in
-one transaction per batch; overdue rungs are events on their tickets and are listed here for
-the job to fire one ticket at a time under the ticket's row lock.
+The scan reads only what has come due since it last looked, so its cost follows the number
+of tickets becoming due, not the number open:
 
-On PostgreSQL the batch's clocks are claimed ``FOR UPDATE SKIP LOCKED`` so two workers (or
-two schedulers) split the work; on SQLite the single writer lock serialises them. Either way
-the ``fired`` table's unique key is the last word.
+- the **due-soon sweep** reads the open clocks whose ``due_soon_at`` lies between the sweep's
+  mark (``scan_marks``) and now — a range of ``ix_clocks_open_due_soon_at`` — and writes only
+  their ``fired`` rows and one in-app notice per person, then moves the mark. It never
+  writes the clocks: a burst of 9,000 reminders used to rewrite 9,000 wide clock rows (each
+  on its own heap page, five index entries each), which cost more than everything else the
+  reminders need (decision 20 in ``docs/decisions.md``);
+- clocks whose **own next firing time** has come — a range of ``ix_clocks_next_fire``: a
+  due-soon point set too near to be left to the sweep (``clocks.SWEEP_LEAD``), and every
+  overdue rung. Due-soon ones are fired in bulk here, moving the clock on; overdue rungs
+  are events on their tickets and are listed for the job to fire under the tickets' row
+  locks.
+
+Two scanners at once: the sweep's mark is locked for the sweep's transaction (``SKIP
+LOCKED`` on PostgreSQL: the second scanner leaves the sweep to the first; on SQLite the
+single writer lock serialises them), and clocks fired by their own time are claimed ``FOR
+UPDATE SKIP LOCKED``. Either way the ``fired`` table's unique key is the last word: a
+reminder is noticed only when its ``fired`` row is new.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from hierarchy.models import User
 from server.core.db import UTCDateTime, db
@@ -23,7 +36,7 @@ from server.core.db import UTCDateTime, db
 from . import calendar as cal_mod
 from . import notify
 from .ladder import fired_insert, fired_key, insert_fired
-from .models import Clock, Fired
+from .models import Clock, Fired, ScanMark
 
 #: Escalation may not import the ticket model; these are the columns it reads.
 TICKETS = sa.table("tickets", sa.column("id"), sa.column("number"), sa.column("title"))
@@ -120,6 +133,153 @@ def _fire_due_soon_pg(now: datetime, limit: int) -> int:
     notices = _due_soon_notices(fresh, now, units=True).cte("notices")
     handled = sa.select(sa.func.count()).select_from(claimed).add_cte(notices)
     return int(db.session.execute(handled).scalar_one())
+
+
+#: The due-soon sweep's row in ``scan_marks``; where a missing row starts (a database
+#: never migrated to 0010, which inserts the row at its own moment).
+DUE_SOON_MARK = "due_soon"
+_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Swept:
+    """One sweep batch: clocks read in the range, and reminders handled (fired now, or
+    found fired already)."""
+
+    read: int = 0
+    handled: int = 0
+
+
+def sweep_due_soon(now: datetime, limit: int = 5000) -> Swept:
+    """Fire the due-soon reminders of up to ``limit`` open clocks whose ``due_soon_at`` came
+    since the sweep's mark, in the caller's transaction, and move the mark past them.
+
+    The range is read in ``(due_soon_at, id)`` order, so a batch that stops inside a run of
+    equal points resumes at the next clock. A clock in the range is reminded when it still
+    waits for its reminder (``step`` 0, running, deadline not passed; a passed deadline is
+    the ladder's: overdue, not due soon); its ``fired`` row (``ON CONFLICT DO NOTHING``)
+    decides whether the notice is new. Nothing is written to the clocks.
+
+    A clock being changed at this very moment is read as last committed: at worst its
+    reminder crosses the action that stops it or moves its deadline — once per deadline,
+    like every reminder. Returns :class:`Swept`; a batch that read ``limit`` clocks may
+    have left more behind.
+    """
+    mark = _take_mark(DUE_SOON_MARK)
+    if mark is None or now < mark[0]:
+        return Swept()  # another scanner is sweeping; or this scan's moment is behind it
+    c = Clock.__table__.c
+    after_at, after_id = mark
+    swept = (
+        sa.select(c.id, c.ticket_id, c.kind, c.cycle, c.due_at, c.due_soon_at, c.assignee_id,
+                  c.unit_id, c.urgency, c.step, c.next_fire_at)
+        .where(c.stopped_at.is_(None), c.due_soon_at <= now,
+               sa.or_(c.due_soon_at > after_at,
+                      sa.and_(c.due_soon_at == after_at, c.id > after_id)))
+        .order_by(c.due_soon_at, c.id).limit(limit)
+    )
+    if db.engine.dialect.name == "postgresql":
+        read, handled, last = _sweep_pg(swept.cte("swept"), now)
+    else:
+        read, handled, last = _sweep_sqlite(swept, now)
+    if last is not None:
+        through_at, through_id = last if read >= limit else (now, _LAST_ID)
+        db.session.execute(
+            sa.update(ScanMark.__table__).where(ScanMark.name == DUE_SOON_MARK)
+            .values(through_at=through_at, through_id=through_id, updated_at=now))
+    elif now > after_at:
+        db.session.execute(
+            sa.update(ScanMark.__table__).where(ScanMark.name == DUE_SOON_MARK)
+            .values(through_at=now, through_id=_LAST_ID, updated_at=now))
+    return Swept(read, handled)
+
+
+#: "Every clock at this instant": the mark after a batch that emptied the range up to now.
+_LAST_ID = 2**53
+
+
+def _take_mark(name: str) -> tuple[datetime, int] | None:
+    """Lock the sweep's mark for this transaction and read it; None when another scanner
+    holds it (PostgreSQL, ``SKIP LOCKED``). On SQLite a no-op UPDATE takes the database's
+    write lock first, so a second scanner waits and then reads the moved mark."""
+    t = ScanMark.__table__
+    postgres = db.engine.dialect.name == "postgresql"
+    if not postgres:
+        db.session.execute(sa.update(t).where(t.c.name == name)
+                           .values(through_at=t.c.through_at))
+    query = sa.select(t.c.through_at, t.c.through_id).where(t.c.name == name)
+    row = db.session.execute(query.with_for_update(skip_locked=True) if postgres
+                             else query).first()
+    if row is not None:
+        return row.through_at, row.through_id
+    if db.session.execute(sa.select(t.c.name).where(t.c.name == name)).first() is not None:
+        return None  # there, and locked by another scanner
+    insert = (postgresql.insert if postgres else sqlite.insert)(t).values(
+        name=name, through_at=_BEGINNING, through_id=0, updated_at=_BEGINNING)
+    db.session.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+    row = db.session.execute(query.with_for_update(skip_locked=True) if postgres
+                             else query).first()
+    return (row.through_at, row.through_id) if row is not None else None
+
+
+def _waiting(rows: sa.FromClause, now: datetime) -> sa.ColumnElement[bool]:
+    """Swept clocks that still wait for their reminder."""
+    c = rows.c
+    return sa.and_(c.step == 0, c.next_fire_at.is_not(None), c.due_at >= now)
+
+
+def _sweep_pg(swept: sa.CTE, now: datetime) -> tuple[int, int, tuple[datetime, int] | None]:
+    """The sweep on PostgreSQL as one statement (range, ``fired`` rows, notices), the
+    claimed rows never travelling to Python; (read, handled, last key read)."""
+    waiting = sa.select(swept).where(_waiting(swept, now)).cte("waiting")
+    f = Fired.__table__.c
+    new = (
+        fired_insert().from_select(
+            ["ticket_id", "clock", "cycle", "rung", "deadline", "fired_at"],
+            sa.select(waiting.c.ticket_id, waiting.c.kind, waiting.c.cycle, sa.literal(0),
+                      waiting.c.due_at, sa.literal(now, UTCDateTime())))
+        .returning(f.ticket_id, f.clock, f.cycle, f.deadline)
+        .cte("new")
+    )
+    fresh = (
+        sa.select(waiting.c.ticket_id, waiting.c.assignee_id, waiting.c.unit_id,
+                  waiting.c.urgency)
+        .join(new, sa.and_(new.c.ticket_id == waiting.c.ticket_id,
+                           new.c.clock == waiting.c.kind, new.c.cycle == waiting.c.cycle,
+                           new.c.deadline == waiting.c.due_at))
+        .subquery()
+    )
+    notices = _due_soon_notices(fresh, now, units=True).cte("notices")
+    last = sa.select(swept.c.due_soon_at, swept.c.id).order_by(
+        swept.c.due_soon_at.desc(), swept.c.id.desc()).limit(1).subquery()
+    row = db.session.execute(
+        sa.select(sa.select(sa.func.count()).select_from(swept).scalar_subquery(),
+                  sa.select(sa.func.count()).select_from(waiting).scalar_subquery(),
+                  last.c.due_soon_at, last.c.id)
+        .select_from(last).add_cte(notices)
+    ).first()
+    if row is None:
+        return 0, 0, None
+    return row[0], row[1], (row[2], row[3])
+
+
+def _sweep_sqlite(swept: sa.Select[tuple[int, ...]], now: datetime) -> tuple[
+        int, int, tuple[datetime, int] | None]:
+    """The sweep on SQLite: the range read, then the ``fired`` rows and the notices for the
+    new ones (SQLite has no data-modifying CTEs); the write lock is held throughout."""
+    rows = db.session.execute(swept).all()
+    if not rows:
+        return 0, 0, None
+    waiting = [r for r in rows if r.step == 0 and r.next_fire_at is not None
+               and r.due_at >= now]
+    fired = insert_fired([(r.ticket_id, r.kind, r.cycle, 0, r.due_at) for r in waiting], now)
+    new = [r for r in waiting if fired_key(r.ticket_id, r.kind, r.cycle, 0, r.due_at) in fired]
+    if new:
+        c = Clock.__table__.c
+        db.session.execute(_due_soon_notices(
+            Clock.__table__, now, units=any(r.assignee_id is None for r in new),
+            where=c.id.in_([r.id for r in new])))
+    return len(rows), len(waiting), (rows[-1].due_soon_at, rows[-1].id)
 
 
 def _due_soon_notices(clocks: sa.FromClause, now: datetime, units: bool = True,

@@ -190,7 +190,8 @@ class ScanReport:
 def run_scan(now: datetime | None = None, *, batch: int = 500, reminder_batch: int = 5000,
              time_budget: float = 50.0, commit_every: int = 100,
              after_each: Callable[[int], None] | None = None) -> ScanReport:
-    """One deadline scan at ``now``: due-soon reminders in bulk, then the overdue rungs in
+    """One deadline scan at ``now``: due-soon reminders in bulk (the clocks whose own firing
+    time has come, then the sweep of due-soon points since its mark), then the overdue rungs in
     groups of ``commit_every`` tickets under their row locks (``check_escalate_many`` /
     ``do_escalate_many``: a few statements a group, not a dozen a ticket), then the digests.
 
@@ -212,6 +213,12 @@ def run_scan(now: datetime | None = None, *, batch: int = 500, reminder_batch: i
             db.session.commit()
             report.due_soon += handled
             if handled < reminder_batch or time.monotonic() - started > time_budget:
+                break
+        while True:
+            swept = scan.sweep_due_soon(now, limit=reminder_batch)
+            db.session.commit()
+            report.due_soon += swept.handled
+            if swept.read < reminder_batch or time.monotonic() - started > time_budget:
                 break
         seen: set[int] = set()
         done = 0

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from escalation.models import Clock, Escalation, Fired, Notification
+from escalation.models import Clock, Escalation, Fired, Notification, ScanMark
 from tests.conftest import count_queries, is_pg
 from tests.test_escalation_support import (
     accept_at,
@@ -187,12 +187,16 @@ def test_scans_are_exactly_once_across_reruns_and_two_scanners(esc) -> None:  # 
 
 
 def test_due_soon_reminders_fire_once_with_two_scanners_and_a_replayed_rung(esc) -> None:  # type: ignore[no-untyped-def]
-    """The due-soon rung (one statement on PostgreSQL, three on SQLite): two scanners at once
-    remind each ticket once; a clock sent back to a rung whose ``fired`` row exists moves on
-    again but notifies nobody a second time."""
+    """Two scanners at once remind each ticket once, whichever path finds the reminder: the
+    sweep (its mark locked by one scanner) or the clock's own next firing time (one statement
+    on PostgreSQL, three on SQLite). A sweep replayed from the beginning, or a clock sent
+    back to a rung whose ``fired`` row exists, notifies nobody a second time."""
     app, world = esc
     numbers = [_assigned(app, world, sh(2025, 3, 3, 10)) for _ in range(6)]
     now = sh(2025, 3, 4, 9)
+    for n in numbers:  # the due-soon points lie a day ahead: left to the sweep
+        sign = open_clock(app, n, "sign")
+        assert sign["step"] == 0 and sign["next_fire_at"] == sign["due_at"]
     results = _two_scanners(app, now)
     assert sum(r.due_soon for r in results) == 6
     fired = rows(app, Fired)
@@ -200,18 +204,26 @@ def test_due_soon_reminders_fire_once_with_two_scanners_and_a_replayed_rung(esc)
     reminded = [n for note in rows(app, Notification, kind="due_soon")
                 for n in note["data"]["numbers"]]
     assert sorted(reminded) == sorted(numbers)
-    assert all(open_clock(app, n, "sign")["step"] == 1 for n in numbers)
+    # The sweep wrote nothing to the clocks.
+    assert all(open_clock(app, n, "sign")["next_fire_at"] == open_clock(app, n, "sign")["due_at"]
+               for n in numbers)
+    assert rows(app, ScanMark)[0]["through_at"] == now
 
     with app.app_context():
         from server.core.db import db
 
+        db.session.execute(sa.delete(ScanMark))  # a mark lost: the sweep reads from the start
+        db.session.commit()
+    assert scan(app, now).due_soon == 6  # handled again …
+    assert len(rows(app, Fired)) == 6  # … but already fired: no second reminder
+    with app.app_context():
         db.session.execute(sa.update(Clock).where(Clock.kind == "sign")
                            .values(step=0, next_fire_at=Clock.due_soon_at))
         db.session.commit()
     report = scan(app, now)
-    assert report.due_soon == 6  # handled: moved on to the next rung …
+    assert report.due_soon == 6  # by their own firing time: moved on to the next rung …
     assert all(open_clock(app, n, "sign")["step"] == 1 for n in numbers)
-    assert len(rows(app, Fired)) == 6  # … but already fired: no second reminder
+    assert len(rows(app, Fired)) == 6  # … and still no second reminder
     assert sum(note["data"]["count"] for note in rows(app, Notification, kind="due_soon")) == 6
 
 
@@ -338,6 +350,7 @@ def test_scan_cost_follows_the_tickets_becoming_due(esc) -> None:  # type: ignor
             db.session.execute(sa.update(Clock).where(Clock.kind == "sign")
                                .values(step=0, next_fire_at=Clock.due_soon_at))
             db.session.execute(sa.delete(Fired))
+            db.session.execute(sa.delete(ScanMark))  # the sweep reads its range again
             db.session.commit()
         with count_queries(app) as statements:
             scan(app, now)
