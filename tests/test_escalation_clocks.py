@@ -14,6 +14,7 @@ from tests.test_escalation_support import (
     clocks,
     events,
     open_clock,
+    rows,
     scan,
     seed,
     sh,
@@ -164,6 +165,34 @@ def test_suspension_is_excluded_and_a_recorded_breach_stays(esc) -> None:  # typ
     assert sign["breached_at"] == sh(2025, 3, 4, 10, 5)  # never hidden
     data = act_at(app, world, number, "worker", "sign", {}, sh(2025, 3, 7, 12, 30))
     assert data["sla"][0]["late"] is True
+
+
+def test_a_clock_reminded_before_a_suspension_is_not_reminded_again(esc) -> None:  # type: ignore[no-untyped-def]
+    """The sweep leaves a reminded clock's step at 0; resuming moves the due-soon point by the
+    pause, behind the moment of resuming — the clock knows it was reminded, and waits for
+    its deadline instead of firing the moved point at once."""
+    from escalation.clocks import on_ticket_event
+    from escalation.models import Notification
+    from server.core.db import db
+    from server.tickets import operations as ops
+    from server.tickets.queries import lock_ticket_for_job
+
+    app, world = esc
+    number = accept_at(app, world, sh(2025, 3, 3, 10))
+    _to_worker(app, world, number, sh(2025, 3, 3, 10, 5))
+    assert scan(app, sh(2025, 3, 4, 6)).due_soon == 1  # sign due soon from 05:17
+    ticket_id = ticket_row(app, number)["id"]
+    for kind, at in (("suspend", sh(2025, 3, 4, 7)), ("resume", sh(2025, 3, 6, 7))):
+        with app.app_context():
+            ticket = lock_ticket_for_job(ticket_id)
+            assert ticket is not None
+            on_ticket_event(ops._clock_facts(ticket), kind, at, {})
+            db.session.commit()
+    sign = open_clock(app, number, "sign")
+    assert sign["due_soon_at"] == sh(2025, 3, 6, 5, 17) and sign["due_at"] == sh(2025, 3, 6, 10, 5)
+    assert sign["step"] == 1 and sign["next_fire_at"] == sign["due_at"]
+    assert scan(app, sh(2025, 3, 6, 7, 1)).due_soon == 0
+    assert len(rows(app, Notification, kind="due_soon")) == 1
 
 
 def test_return_within_the_grace_period_is_not_late(esc) -> None:  # type: ignore[no-untyped-def]

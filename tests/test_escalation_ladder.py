@@ -227,6 +227,51 @@ def test_due_soon_reminders_fire_once_with_two_scanners_and_a_replayed_rung(esc)
     assert sum(note["data"]["count"] for note in rows(app, Notification, kind="due_soon")) == 6
 
 
+def test_the_sweep_resumes_inside_a_run_of_equal_due_soon_points(esc) -> None:  # type: ignore[no-untyped-def]
+    """Five clocks due soon at the same instant, swept two at a time: the mark keeps the last
+    clock id too, so each batch starts after the previous one, inside the run."""
+    app, world = esc
+    numbers = [_assigned(app, world, sh(2025, 3, 3, 10)) for _ in range(5)]
+    assert len({open_clock(app, n, "sign")["due_soon_at"] for n in numbers}) == 1
+    report = scan(app, sh(2025, 3, 4, 9), reminder_batch=2)
+    assert report.due_soon == 5
+    fired = rows(app, Fired)
+    assert len(fired) == 5 and len({f["ticket_id"] for f in fired}) == 5
+    notes = rows(app, Notification, kind="due_soon")
+    assert sorted(n for note in notes for n in note["data"]["numbers"]) == sorted(numbers)
+    assert scan(app, sh(2025, 3, 4, 9, 1), reminder_batch=2).due_soon == 0
+
+
+def test_a_due_soon_point_set_near_is_fired_even_behind_the_sweep(esc) -> None:  # type: ignore[no-untyped-def]
+    """A rule tightened at 13:10 moves the sign clock's due-soon point to 13:17: too near to
+    trust the sweep (whose mark may pass it before the change commits), so it becomes the
+    clock's own next firing time — fired even when the mark is already beyond it."""
+    from escalation import operations as esc_ops
+    from escalation.schemas import RuleBody
+    from hierarchy.models import User
+    from server.core.db import db
+
+    app, world = esc
+    number = _assigned(app, world, sh(2025, 3, 3, 10))  # sign clock from 10:05
+    with app.app_context():
+        county = db.session.get(User, world.users["county"])
+        four_hours = RuleBody(code="hp.sign4h", name="和平区：4小时内签收", clock="sign",
+                              scope_unit="210102", amount=240, unit="minutes")
+        esc_ops.do_save_rule(esc_ops.check_save_rule(county, four_hours), now=sh(2025, 3, 3, 13, 10))
+        db.session.commit()
+    sign = open_clock(app, number, "sign")
+    assert sign["due_at"] == sh(2025, 3, 3, 14, 5) and sign["due_soon_at"] == sh(2025, 3, 3, 13, 17)
+    assert sign["step"] == 0 and sign["next_fire_at"] == sign["due_soon_at"]
+    with app.app_context():  # a sweep passed 13:17 while the change was being written
+        db.session.execute(sa.delete(ScanMark))
+        db.session.add(ScanMark(name="due_soon", through_at=sh(2025, 3, 3, 13, 30), through_id=0,
+                                updated_at=sh(2025, 3, 3, 13, 30)))
+        db.session.commit()
+    assert scan(app, sh(2025, 3, 3, 13, 31)).due_soon == 1
+    assert open_clock(app, number, "sign")["step"] == 1
+    assert [note["data"]["number"] for note in rows(app, Notification, kind="due_soon")] == [number]
+
+
 def test_a_crash_mid_scan_loses_and_doubles_nothing(esc) -> None:  # type: ignore[no-untyped-def]
     app, world = esc
     numbers = [_assigned(app, world, sh(2025, 3, 3, 10)) for _ in range(6)]
