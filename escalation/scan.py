@@ -113,25 +113,7 @@ def _fire_due_soon_pg(now: datetime, limit: int) -> int:
         .returning(c.ticket_id, c.kind, c.cycle, c.due_at, c.assignee_id, c.unit_id, c.urgency)
         .cte("claimed")
     )
-    f = Fired.__table__.c
-    new = (
-        fired_insert().from_select(
-            ["ticket_id", "clock", "cycle", "rung", "deadline", "fired_at"],
-            sa.select(claimed.c.ticket_id, claimed.c.kind, claimed.c.cycle, sa.literal(0),
-                      claimed.c.due_at, sa.literal(now, UTCDateTime())))
-        .returning(f.ticket_id, f.clock, f.cycle, f.deadline)
-        .cte("new")
-    )
-    fresh = (
-        sa.select(claimed.c.ticket_id, claimed.c.assignee_id, claimed.c.unit_id,
-                  claimed.c.urgency)
-        .join(new, sa.and_(new.c.ticket_id == claimed.c.ticket_id,
-                           new.c.clock == claimed.c.kind, new.c.cycle == claimed.c.cycle,
-                           new.c.deadline == claimed.c.due_at))
-        .subquery()
-    )
-    notices = _due_soon_notices(fresh, now, units=True).cte("notices")
-    handled = sa.select(sa.func.count()).select_from(claimed).add_cte(notices)
+    handled = sa.select(sa.func.count()).select_from(claimed).add_cte(_remind_pg(claimed, now))
     return int(db.session.execute(handled).scalar_one())
 
 
@@ -237,24 +219,7 @@ def _sweep_pg(swept: sa.CTE, now: datetime) -> tuple[int, int, tuple[datetime, i
     """The sweep on PostgreSQL as one statement (range, ``fired`` rows, notices), the
     claimed rows never travelling to Python; (read, handled, last key read)."""
     waiting = sa.select(swept).where(_waiting(swept, now)).cte("waiting")
-    f = Fired.__table__.c
-    new = (
-        fired_insert().from_select(
-            ["ticket_id", "clock", "cycle", "rung", "deadline", "fired_at"],
-            sa.select(waiting.c.ticket_id, waiting.c.kind, waiting.c.cycle, sa.literal(0),
-                      waiting.c.due_at, sa.literal(now, UTCDateTime())))
-        .returning(f.ticket_id, f.clock, f.cycle, f.deadline)
-        .cte("new")
-    )
-    fresh = (
-        sa.select(waiting.c.ticket_id, waiting.c.assignee_id, waiting.c.unit_id,
-                  waiting.c.urgency)
-        .join(new, sa.and_(new.c.ticket_id == waiting.c.ticket_id,
-                           new.c.clock == waiting.c.kind, new.c.cycle == waiting.c.cycle,
-                           new.c.deadline == waiting.c.due_at))
-        .subquery()
-    )
-    notices = _due_soon_notices(fresh, now, units=True).cte("notices")
+    notices = _remind_pg(waiting, now)
     last = sa.select(swept.c.due_soon_at, swept.c.id).order_by(
         swept.c.due_soon_at.desc(), swept.c.id.desc()).limit(1).subquery()
     row = db.session.execute(
@@ -285,6 +250,31 @@ def _sweep_sqlite(swept: sa.Select[tuple[int, ...]], now: datetime) -> tuple[
             Clock.__table__, now, units=any(r.assignee_id is None for r in new),
             where=c.id.in_([r.id for r in new])))
     return len(rows), len(waiting), (rows[-1].due_soon_at, rows[-1].id)
+
+
+def _remind_pg(clocks: sa.CTE, now: datetime) -> sa.CTE:
+    """The data-modifying CTEs that remind ``clocks`` (rows with the clock's ``ticket_id``,
+    ``kind``, ``cycle``, ``due_at``, ``assignee_id``, ``unit_id`` and ``urgency``): their
+    ``fired`` rows (``ON CONFLICT DO NOTHING RETURNING`` — the new ones), then one notice per
+    person for the clocks whose row is new. Returns the last CTE, to attach to the statement
+    that reads what it needs of ``clocks``; PostgreSQL runs both whether read or not."""
+    f = Fired.__table__.c
+    new = (
+        fired_insert().from_select(
+            ["ticket_id", "clock", "cycle", "rung", "deadline", "fired_at"],
+            sa.select(clocks.c.ticket_id, clocks.c.kind, clocks.c.cycle, sa.literal(0),
+                      clocks.c.due_at, sa.literal(now, UTCDateTime())))
+        .returning(f.ticket_id, f.clock, f.cycle, f.deadline)
+        .cte("new")
+    )
+    fresh = (
+        sa.select(clocks.c.ticket_id, clocks.c.assignee_id, clocks.c.unit_id, clocks.c.urgency)
+        .join(new, sa.and_(new.c.ticket_id == clocks.c.ticket_id,
+                           new.c.clock == clocks.c.kind, new.c.cycle == clocks.c.cycle,
+                           new.c.deadline == clocks.c.due_at))
+        .subquery()
+    )
+    return _due_soon_notices(fresh, now, units=True).cte("notices")
 
 
 def _due_soon_notices(clocks: sa.FromClause, now: datetime, units: bool = True,
