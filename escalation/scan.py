@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -59,6 +60,11 @@ def fire_due_soon(now: datetime, limit: int = 5000) -> int:
     modifying CTEs), so the claimed rows never travel to Python and back; on SQLite, which has
     no such CTEs, they are three.
     """
+    if db.session.execute(_due_soon(now, 1)).first() is None:
+        # Most scans find nothing due this way: one index probe — no write lock on SQLite,
+        # and on PostgreSQL the planner is spared the four-part statement (a few
+        # milliseconds to plan, every minute).
+        return 0
     if db.engine.dialect.name == "postgresql":
         return _fire_due_soon_pg(now, limit)
     table = Clock.__table__
@@ -97,13 +103,8 @@ def _fire_due_soon_pg(now: datetime, limit: int) -> int:
         SELECT count(*) FROM claimed
 
     All parts see one snapshot and commit or roll back together; a reminder is noticed only
-    when its ``fired`` row is new, exactly as in the three-statement form. An index probe
-    goes first, so a scan with nothing due runs one small statement, not this one.
+    when its ``fired`` row is new, exactly as in the three-statement form.
     """
-    if db.session.execute(_due_soon(now, 1)).first() is None:
-        # Most scans find nothing due: one index probe, and the planner is spared the
-        # four-part statement below (a few milliseconds to plan, every minute).
-        return 0
     table = Clock.__table__
     c = table.c
     due = _due_soon(now, limit).with_for_update(skip_locked=True).cte("due")
@@ -147,12 +148,35 @@ def sweep_due_soon(now: datetime, limit: int = 5000) -> Swept:
     like every reminder. Returns :class:`Swept`; a batch that read ``limit`` clocks may
     have left more behind.
     """
+    seen = _read_mark(DUE_SOON_MARK)
+    if seen is not None and (now < seen[0] or db.session.execute(
+            _sweep_range(seen, now, 1).with_only_columns(Clock.id)).first() is None):
+        # Nothing new since the mark (most scans): one index probe, no lock, no write; the
+        # mark stays, and the next sweep reads from it.
+        return Swept()
     mark = _take_mark(DUE_SOON_MARK)
     if mark is None or now < mark[0]:
         return Swept()  # another scanner is sweeping; or this scan's moment is behind it
+    swept = _sweep_range(mark, now, limit)
+    if db.engine.dialect.name == "postgresql":
+        read, handled, last = _sweep_pg(swept.cte("swept"), now)
+    else:
+        read, handled, last = _sweep_sqlite(swept, now)
+    # A full batch stops at its last clock; a short one emptied the range up to now.
+    through_at, through_id = last if last is not None and read >= limit else (now, _LAST_ID)
+    db.session.execute(
+        sa.update(ScanMark.__table__).where(ScanMark.name == DUE_SOON_MARK)
+        .values(through_at=through_at, through_id=through_id, updated_at=now))
+    return Swept(read, handled)
+
+
+def _sweep_range(mark: tuple[datetime, int], now: datetime,
+                 limit: int) -> sa.Select[tuple[Any, ...]]:
+    """The open clocks whose ``(due_soon_at, id)`` lies after ``mark`` and at or before
+    ``now``, the first ``limit`` in that order: a range of ``ix_clocks_open_due_soon_at``."""
     c = Clock.__table__.c
     after_at, after_id = mark
-    swept = (
+    return (
         sa.select(c.id, c.ticket_id, c.kind, c.cycle, c.due_at, c.due_soon_at, c.assignee_id,
                   c.unit_id, c.urgency, c.step, c.next_fire_at)
         .where(c.stopped_at.is_(None), c.due_soon_at <= now,
@@ -160,25 +184,12 @@ def sweep_due_soon(now: datetime, limit: int = 5000) -> Swept:
                       sa.and_(c.due_soon_at == after_at, c.id > after_id)))
         .order_by(c.due_soon_at, c.id).limit(limit)
     )
-    if db.engine.dialect.name == "postgresql":
-        if db.session.execute(swept.with_only_columns(c.id).limit(1)).first() is None:
-            # Most scans find nothing new: one index probe, not the planning of the
-            # statement below (a few milliseconds, every minute).
-            read, handled, last = 0, 0, None
-        else:
-            read, handled, last = _sweep_pg(swept.cte("swept"), now)
-    else:
-        read, handled, last = _sweep_sqlite(swept, now)
-    if last is not None:
-        through_at, through_id = last if read >= limit else (now, _LAST_ID)
-        db.session.execute(
-            sa.update(ScanMark.__table__).where(ScanMark.name == DUE_SOON_MARK)
-            .values(through_at=through_at, through_id=through_id, updated_at=now))
-    elif now > after_at:
-        db.session.execute(
-            sa.update(ScanMark.__table__).where(ScanMark.name == DUE_SOON_MARK)
-            .values(through_at=now, through_id=_LAST_ID, updated_at=now))
-    return Swept(read, handled)
+
+
+def _read_mark(name: str) -> tuple[datetime, int] | None:
+    row = db.session.execute(
+        sa.select(ScanMark.through_at, ScanMark.through_id).where(ScanMark.name == name)).first()
+    return (row.through_at, row.through_id) if row is not None else None
 
 
 #: "Every clock at this instant": the mark after a batch that emptied the range up to now.
@@ -233,7 +244,7 @@ def _sweep_pg(swept: sa.CTE, now: datetime) -> tuple[int, int, tuple[datetime, i
     return row[0], row[1], (row[2], row[3])
 
 
-def _sweep_sqlite(swept: sa.Select[tuple[int, ...]], now: datetime) -> tuple[
+def _sweep_sqlite(swept: sa.Select[tuple[Any, ...]], now: datetime) -> tuple[
         int, int, tuple[datetime, int] | None]:
     """The sweep on SQLite: the range read, then the ``fired`` rows and the notices for the
     new ones (SQLite has no data-modifying CTEs); the write lock is held throughout."""

@@ -409,6 +409,19 @@ def test_scan_cost_follows_the_tickets_becoming_due(esc) -> None:  # type: ignor
     assert cost() == first
 
 
+def test_a_scan_with_nothing_new_only_reads(esc) -> None:  # type: ignore[no-untyped-def]
+    """Every minute, with nothing due: index probes only — no lock taken, no row written (on
+    SQLite a write would hold the database's one write lock against every ticket action)."""
+    app, world = esc
+    _assigned(app, world, sh(2025, 3, 3, 10))
+    scan(app, sh(2025, 3, 3, 11))  # the sweep's mark exists
+    with count_queries(app) as statements:
+        report = scan(app, sh(2025, 3, 3, 12))
+    assert report.due_soon == report.escalated == 0
+    assert statements and all(st.lstrip().upper().startswith("SELECT") for st in statements)
+    assert not any("scan_marks" in st and "FOR UPDATE" in st.upper() for st in statements)
+
+
 @pytest.mark.postgres_only
 @pytest.mark.skipif(not is_pg(), reason="row locks across connections need PostgreSQL")
 def test_a_ticket_being_changed_is_skipped_not_waited_for(esc) -> None:  # type: ignore[no-untyped-def]
