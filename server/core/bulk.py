@@ -53,16 +53,13 @@ def _document(rows: Sequence[dict[str, Any]], names: Sequence[str],
     columns' values are nested as they are (a JSON ``null`` becomes SQL NULL, as ``None``
     did); anything else JSON cannot say is refused, as before."""
     times = [n for n, t in zip(names, types, strict=True) if _is_time(t)]
-    if times:
-        rows = [{n: r[n] for n in names} for r in rows]
-        for row in rows:
-            for n in times:
-                value = row[n]
-                if isinstance(value, date):
-                    row[n] = value.isoformat()
-    elif any(len(r) != len(names) for r in rows):
-        rows = [{n: r[n] for n in names} for r in rows]
-    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    projected = [{n: r[n] for n in names} for r in rows]  # a missing key fails, as before
+    for row in projected:
+        for n in times:
+            value = row[n]
+            if isinstance(value, date):
+                row[n] = value.isoformat()
+    return json.dumps(projected, ensure_ascii=False, separators=(",", ":"))
 
 
 def bulk_insert(table: sa.Table, rows: list[dict[str, Any]],
