@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 
 from server.core.bulk import bulk_insert, bulk_update
 from server.core.db import BigID, JSONType, UTCDateTime, db
+from tests.conftest import is_pg
 
 PROBE = sa.Table(
     "bulk_probe", sa.MetaData(),
@@ -62,4 +64,15 @@ def test_bulk_insert_and_update_round_trip_exactly(app: Flask) -> None:
         assert stored[1]["at"] == later and stored[1]["data"] == {"k": "v"}
         assert stored[4]["at"] is None and stored[4]["data"] == [1]
         assert stored[2] == ROWS[1]  # untouched
+        db.session.rollback()
+
+
+@pytest.mark.skipif(not is_pg(), reason="SQLite does not enforce string lengths")
+def test_an_over_long_string_is_refused_not_cut(app: Flask) -> None:
+    """PostgreSQL: as an ORM insert would (an array cast to ``VARCHAR(40)[]`` used to cut
+    it silently — an event's stream cut so would no longer match its hash)."""
+    with app.app_context():
+        PROBE.create(db.session.connection())
+        with pytest.raises(sa.exc.DataError):
+            bulk_insert(PROBE, [{"id": 1, "name": "x" * 41}])
         db.session.rollback()

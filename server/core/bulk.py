@@ -39,14 +39,14 @@ def _quote(name: str) -> str:
     return db.engine.dialect.identifier_preparer.quote(name)
 
 
-def _recordset(names: Sequence[str], types: Sequence[sa.types.TypeEngine[Any]]) -> str:
+def recordset(names: Sequence[str], types: Sequence[sa.types.TypeEngine[Any]]) -> str:
     """``json_to_recordset(:rows) AS v(name type, …)``: the rows of the ``rows`` parameter
     as a table, each field typed as its column."""
     fields = ", ".join(f"{_quote(n)} {_sql_type(t)}" for n, t in zip(names, types, strict=True))
     return f"json_to_recordset(CAST(:rows AS JSON)) AS v({fields})"
 
 
-def _document(rows: Sequence[dict[str, Any]], names: Sequence[str],
+def rows_document(rows: Sequence[dict[str, Any]], names: Sequence[str],
               types: Sequence[sa.types.TypeEngine[Any]]) -> str:
     """The rows (only ``names``) as one JSON array of objects. Times are written as ISO
     8601 with their offset and microseconds, which ``timestamptz`` reads back exactly; JSON
@@ -81,8 +81,8 @@ def bulk_insert(table: sa.Table, rows: list[dict[str, Any]],
     columns = ", ".join(_quote(n) for n in names)
     statement = (f"INSERT INTO {table.name} ({columns}) "
                  f"SELECT {', '.join(f'v.{_quote(n)}' for n in names)} "
-                 f"FROM {_recordset(names, types)}")
-    values = {"rows": _document(rows, names, types)}
+                 f"FROM {recordset(names, types)}")
+    values = {"rows": rows_document(rows, names, types)}
     if returning:
         statement += f" RETURNING {', '.join(returning)}"
         return list(db.session.execute(sa.text(statement), values).all())
@@ -106,11 +106,11 @@ def bulk_update(table: sa.Table, key: str, key_param: str, rows: list[dict[str, 
         assignments = ", ".join(f"{_quote(column)} = v.{_quote(param)}"
                                 for column, (param, _t) in sets.items())
         statement = sa.text(
-            f"UPDATE {table.name} SET {assignments} FROM {_recordset(names, types)} "
+            f"UPDATE {table.name} SET {assignments} FROM {recordset(names, types)} "
             f"WHERE {table.name}.{_quote(key)} = v.{_quote(key_param)}")
         for start in range(0, len(rows), 10_000):
             chunk = rows[start:start + 10_000]
-            db.session.execute(statement, {"rows": _document(chunk, names, types)})
+            db.session.execute(statement, {"rows": rows_document(chunk, names, types)})
         return
     statement = sa.update(table).where(table.c[key] == sa.bindparam("b_" + key_param)).values(
         {column: sa.bindparam("b_" + param, type_=type_)
