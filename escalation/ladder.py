@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hierarchy.models import Unit
-from server.core.bulk import bulk_insert, ids_in
+from server.core.bulk import bulk_insert, ids_in, recordset, rows_document
 from server.core.db import UTCDateTime, db
 
 from . import calendar as cal_mod
@@ -196,24 +196,29 @@ def fired_key(ticket_id: int, kind: str, cycle: int, rung: int,
     return ticket_id, kind, cycle, rung, deadline.isoformat(timespec="microseconds")
 
 
+#: The fields of a ``fired`` row as :func:`insert_fired` passes them (ticket, clock, cycle,
+#: rung, deadline).
+_FIRED = ("t", "k", "c", "r", "d")
+
+
 def insert_fired(rows: list[tuple[int, str, int, int, datetime]],
                  now: datetime) -> set[tuple[int, str, int, int, str]]:
     """Insert ``fired`` rows (ticket id, clock, cycle, rung, deadline) in one statement,
     ``ON CONFLICT DO NOTHING``; returns the keys (:func:`fired_key`) that were new — the
-    rungs this transaction fires. On PostgreSQL the rows travel as five arrays, not as
-    thousands of parameters (whose parsing cost more than the insert)."""
+    rungs this transaction fires. On PostgreSQL the rows travel as one JSON document
+    (``server.core.bulk``), not as thousands of parameters (whose parsing cost more than
+    the insert)."""
     if not rows:
         return set()
     f = Fired.__table__.c
     if db.engine.dialect.name == "postgresql":
-        tickets, clocks, cycles, rungs, deadlines = (list(col) for col in zip(*rows, strict=True))
+        types = [sa.BigInteger(), sa.String(), sa.Integer(), sa.Integer(), UTCDateTime()]
         inserted = db.session.execute(sa.text(
             "INSERT INTO fired (ticket_id, clock, cycle, rung, deadline, fired_at) "
-            "SELECT t, k, c, r, d, :now FROM unnest(CAST(:t AS BIGINT[]), "
-            "CAST(:k AS VARCHAR[]), CAST(:c AS INTEGER[]), CAST(:r AS INTEGER[]), "
-            "CAST(:d AS TIMESTAMPTZ[])) AS v(t, k, c, r, d) "
+            f"SELECT v.t, v.k, v.c, v.r, v.d, :now FROM {recordset(_FIRED, types)} "
             "ON CONFLICT DO NOTHING RETURNING ticket_id, clock, cycle, rung, deadline"),
-            {"t": tickets, "k": clocks, "c": cycles, "r": rungs, "d": deadlines, "now": now})
+            {"rows": rows_document([dict(zip(_FIRED, row, strict=True)) for row in rows],
+                                   _FIRED, types), "now": now})
     else:
         inserted = db.session.execute(  # executemany: batched within SQLite's limits
             fired_insert().returning(f.ticket_id, f.clock, f.cycle, f.rung, f.deadline),
@@ -250,15 +255,15 @@ def advance_many(plans: list[Plan]) -> None:
     if not plans:
         return
     db.session.flush()  # pending ORM changes first: expiring below must not drop them
-    if db.engine.dialect.name == "postgresql":  # one statement, four arrays
+    if db.engine.dialect.name == "postgresql":  # one statement, one JSON document
+        names = ("i", "s", "n", "d")
+        types = [sa.BigInteger(), sa.Integer(), UTCDateTime(), UTCDateTime()]
         db.session.execute(sa.text(
             "UPDATE clocks SET step = v.s, next_fire_at = v.n, "
             "breached_at = COALESCE(clocks.breached_at, v.d) "
-            "FROM unnest(CAST(:i AS BIGINT[]), CAST(:s AS INTEGER[]), "
-            "CAST(:n AS TIMESTAMPTZ[]), CAST(:d AS TIMESTAMPTZ[])) AS v(i, s, n, d) "
-            "WHERE clocks.id = v.i"),
-            {"i": [p.clock_id for p in plans], "s": [p.rung + 1 for p in plans],
-             "n": [p.next_at for p in plans], "d": [p.deadline for p in plans]})
+            f"FROM {recordset(names, types)} WHERE clocks.id = v.i"),
+            {"rows": rows_document([{"i": p.clock_id, "s": p.rung + 1, "n": p.next_at,
+                                     "d": p.deadline} for p in plans], names, types)})
     else:
         c = Clock.__table__.c
         db.session.execute(

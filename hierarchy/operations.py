@@ -74,7 +74,7 @@ class UnitSpec:
 
 def do_create_units(actor: User | None, specs: list[UnitSpec]) -> list[Unit]:
     """Create units whose parents exist already: one INSERT for the lot, then their paths and
-    their ``unit.create`` events in one flush — a province's 1,500 divisions in seconds."""
+    their ``unit.create`` events set-based — a province's 1,500 divisions in seconds."""
     for spec in specs:
         check_create_unit(spec.code, spec.name, spec.level, spec.parent)
     units = [Unit(code=s.code, name=s.name, level=s.level, parent=s.parent,

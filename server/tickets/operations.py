@@ -156,7 +156,7 @@ def _one_flush() -> Iterator[None]:
 def _record_many(checks: list[Checked], kind: str, datas: list[dict[str, Any]],
                  now: datetime) -> list[Event]:
     """:func:`_record` for many tickets at once, by one actor at one moment (a system job's
-    batch): the events in one flush, the rest as for one."""
+    batch): the events, versions and outbox messages set-based, a statement or two each."""
     tickets = [c.ticket for c in checks if c.ticket is not None]
     assert len(tickets) == len(checks)
     for ticket, data in zip(tickets, datas, strict=True):
@@ -908,7 +908,7 @@ def do_escalate(checked: Checked) -> Event | None:
 
 
 def do_escalate_many(checks: list[Checked]) -> list[Event | None]:
-    """:func:`do_escalate` for a batch: one claim for all the rungs, the events in one flush,
+    """:func:`do_escalate` for a batch: one claim for all the rungs, the events in one statement,
     the board items and notices together. Rungs another worker fired already only move
     their clocks on; they get None."""
     plans: list[ladder.Plan] = [c.body for c in checks]
