@@ -47,7 +47,7 @@ def recordset(names: Sequence[str], types: Sequence[sa.types.TypeEngine[Any]]) -
 
 
 def rows_document(rows: Sequence[dict[str, Any]], names: Sequence[str],
-              types: Sequence[sa.types.TypeEngine[Any]]) -> str:
+                  types: Sequence[sa.types.TypeEngine[Any]]) -> str:
     """The rows (only ``names``) as one JSON array of objects. Times are written as ISO
     8601 with their offset and microseconds, which ``timestamptz`` reads back exactly; JSON
     columns' values are nested as they are (a JSON ``null`` becomes SQL NULL, as ``None``
