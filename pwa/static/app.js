@@ -428,8 +428,18 @@
     }
   }
 
-  /* Keep every open ticket's details on the phone, so each opens offline too. */
-  async function warmTicket(number) {
+  /* Keep every open ticket's details on the phone, so each opens offline too. One fetch
+   * per ticket at a time: the list is drawn from the cache and again from the network, and
+   * two copies fetched side by side cost the worker's data twice over. */
+  var warming = {};
+  function warmTicket(number) {
+    if (!warming[number]) {
+      warming[number] = fetchDetails(number).finally(function () { delete warming[number]; });
+    }
+    return warming[number];
+  }
+
+  async function fetchDetails(number) {
     var have = await S.get('cache', 'ticket:' + number);
     if (have && Date.now() - have.at < 10 * 60 * 1000) return;
     try {

@@ -661,7 +661,9 @@ def test_a_ticket_opens_offline_from_the_task_list_when_its_details_never_came(
     page = context.new_page()
     log_in(page, live_server)
     page.locator("a.task").first.wait_for()
-    page.wait_for_function(f"async () => !!(await YihaoStore.get('cache', 'ticket:{assigned}'))")
+    # The details are fetched ticket first, events last: once the events are there, no
+    # fetch is left in flight to write the ticket back after it is taken away below.
+    page.wait_for_function(f"async () => !!(await YihaoStore.get('cache', 'events:{assigned}'))")
     context.set_offline(True)
     page.evaluate(f"""async () => {{ await YihaoStore.del('cache', 'ticket:{assigned}');
                                     await YihaoStore.del('cache', 'events:{assigned}'); }}""")
