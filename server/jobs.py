@@ -27,6 +27,7 @@ import redis
 import sqlalchemy as sa
 from flask import Flask, current_app
 from rq import Queue
+from sqlalchemy.orm.util import identity_key
 
 from server.core import outbox
 from server.core.db import db, utcnow
@@ -209,7 +210,7 @@ def _heap_set_aside() -> Iterator[None]:
 
 @_heap_set_aside()
 def run_scan(now: datetime | None = None, *, batch: int = 500, reminder_batch: int = 5000,
-             time_budget: float = 50.0, commit_every: int = 100,
+             time_budget: float = 50.0, commit_every: int = 500,
              after_each: Callable[[int], None] | None = None) -> ScanReport:
     """One deadline scan at ``now``: due-soon reminders in bulk (the clocks whose own firing
     time has come, then the sweep of due-soon points since its mark), then the overdue rungs in
@@ -218,11 +219,16 @@ def run_scan(now: datetime | None = None, *, batch: int = 500, reminder_batch: i
 
     Each group commits on its own, so a worker killed mid-scan loses only its uncommitted
     group, which the next scan redoes; what did commit is in ``fired`` and is never redone.
+    A group of 500 holds its tickets' row locks for about a quarter of a second (someone
+    acting on one of them waits that long; on SQLite every writer does) and costs a
+    fifth less than five groups of 100, whose dozen statements each are paid five times
+    (``docs/performance.md``, escalation, session 6).
     ``after_each`` (tests) is called for each ticket of a group, just before the group's
     commit — for the last one just after, as if the group were processed one by one.
     """
     from escalation import notify, scan
     from server.tickets import operations as ops
+    from server.tickets.models import Ticket
     from server.tickets.queries import lock_tickets_for_job
 
     started = time.monotonic()
@@ -250,7 +256,9 @@ def run_scan(now: datetime | None = None, *, batch: int = 500, reminder_batch: i
             for start in range(0, len(items), max(1, commit_every)):
                 group = items[start:start + max(1, commit_every)]
                 seen.update(clock_id for clock_id, _, _ in group)
-                tickets = lock_tickets_for_job(list(dict.fromkeys(t for _, t, _ in group)))
+                wanted = list(dict.fromkeys(t for _, t, _ in group))
+                known = {t for t in wanted if identity_key(Ticket, t) in db.session.identity_map}
+                tickets = lock_tickets_for_job(wanted)
                 # Tickets being changed right now: the next scan comes back to them.
                 report.skipped += sum(1 for _, t, _ in group if t not in tickets)
                 mine = [(tickets[t], clock_id) for clock_id, t, _ in group if t in tickets]
@@ -270,7 +278,14 @@ def run_scan(now: datetime | None = None, *, batch: int = 500, reminder_batch: i
                         db.session.commit()
                     if after_each is not None:
                         after_each(done)
-                db.session.commit()
+                if not mine:
+                    db.session.commit()  # nothing fired: release the locks all the same
+                # The group's tickets leave the session once committed: each commit expires
+                # every object the session holds, so the groups would otherwise cost more
+                # and more. Tickets the caller had loaded before stay.
+                for ticket_id, ticket in tickets.items():
+                    if ticket_id not in known:
+                        db.session.expunge(ticket)
                 if time.monotonic() - started > time_budget:
                     report.complete = False
                     break
