@@ -160,11 +160,13 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
         overdue_case = (f"g % {soon_every} = 0 AND (g / {soon_every}) % {overdue_mod} = 0"
                         if overdue_mod else "false")
         db.session.execute(sa.text(f"""
-            INSERT INTO clocks (ticket_id, cycle, kind, seq, rule_code, calendar_version,
+            INSERT INTO clocks (ticket_id, ticket_number, cycle, kind, seq, rule_code,
+                calendar_version,
                 ticket_type, category_code, urgency, level, scope_path, unit_id, unit_path,
                 assignee_id, started_at, due_at, due_soon_at, extended_days, suspended_seconds,
                 excused, provisional, step, next_fire_at)
-            SELECT g, 0, 'reply', 1, 'default.reply', 1, 'complaint', NULL, 'normal',
+            SELECT g, 'B' || lpad(g::text, 10, '0'), 0, 'reply', 1, 'default.reply', 1,
+                'complaint', NULL, 'normal',
                 'village', ({paths})[{pick}], ({ids})[{pick}],
                 ({paths})[{pick}], ({workers})[{pick}],
                 CASE WHEN {overdue_case} THEN :o_start
@@ -200,7 +202,7 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
                     due = g % soon_every == 0
                     over = due and overdue_mod and (g // soon_every) % overdue_mod == 0
                     p = "o" if over else ("s" if due else "n")
-                    clocks.append((g, vpath, vid, vpath, wid, t[f"{p}_start"], t[f"{p}_due"],
+                    clocks.append((g, f"B{g:010d}", vpath, vid, vpath, wid, t[f"{p}_start"], t[f"{p}_due"],
                                    t[f"{p}_soon"], 1 if over else 0, t[f"{p}_due"]))
                 cur.executemany(
                     "INSERT INTO tickets (id, number, source, type, title, content, urgency, "
@@ -211,11 +213,11 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
                     "'小区门口路灯连续一周不亮。', 'normal', 'in_progress', ?, ?, ?, ?, 1, ?, ?, "
                     "?, 0, 0, 0, 0, 1, ?)", rows)
                 cur.executemany(
-                    "INSERT INTO clocks (ticket_id, cycle, kind, seq, rule_code, "
+                    "INSERT INTO clocks (ticket_id, ticket_number, cycle, kind, seq, rule_code, "
                     "calendar_version, ticket_type, category_code, urgency, level, scope_path, "
                     "unit_id, unit_path, assignee_id, started_at, due_at, due_soon_at, "
                     "extended_days, suspended_seconds, excused, provisional, step, next_fire_at)"
-                    " VALUES (?, 0, 'reply', 1, 'default.reply', 1, 'complaint', NULL, "
+                    " VALUES (?, ?, 0, 'reply', 1, 'default.reply', 1, 'complaint', NULL, "
                     "'normal', 'village', ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, ?, ?)", clocks)
             raw.commit()
             cur.execute("ANALYZE")

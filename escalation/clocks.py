@@ -64,6 +64,8 @@ class TicketFacts:
     status: str
     #: 0 for the first handling cycle, +1 per reopen.
     cycle: int
+    #: The ticket's number, copied onto its clocks for the reminders.
+    number: str | None = None
 
 
 @dataclass
@@ -184,7 +186,7 @@ class _Run:
         previous = self.last(kind)
         resolved = self.rules.resolve(kind, self.rule_facts(level), self.at, self.cal)
         clock = Clock(
-            ticket_id=f.ticket_id, cycle=f.cycle, kind=kind,
+            ticket_id=f.ticket_id, ticket_number=f.number, cycle=f.cycle, kind=kind,
             seq=seq or ((previous.seq + 1) if previous else 1),
             rule_code=resolved.code, calendar_version=self.cal.version,
             ticket_type=f.ticket_type, category_code=f.category_code, urgency=f.urgency,

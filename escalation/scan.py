@@ -43,6 +43,14 @@ from .models import Clock, Fired, ScanMark
 TICKETS = sa.table("tickets", sa.column("id"), sa.column("number"), sa.column("title"))
 
 
+def _number_of(c: Any) -> sa.ColumnElement[Any]:
+    """The number of a clock row's ticket (``c``: the columns of the clocks, or of rows read
+    from them): the clock's own copy; for a clock started before it had one (migration
+    0012), the ticket's — a lookup only for those."""
+    ticket = sa.select(TICKETS.c.number).where(TICKETS.c.id == c.ticket_id).scalar_subquery()
+    return sa.func.coalesce(c.ticket_number, ticket)
+
+
 def _due_clause(now: datetime) -> sa.ColumnElement[bool]:
     # Strictly after: at the deadline itself a ticket is not late yet.
     return sa.and_(Clock.stopped_at.is_(None), Clock.next_fire_at.is_not(None),
@@ -111,7 +119,8 @@ def _fire_due_soon_pg(now: datetime, limit: int) -> int:
     claimed = (
         sa.update(table).where(c.id == due.c.id, c.step == 0)
         .values(step=1, next_fire_at=c.due_at)
-        .returning(c.ticket_id, c.kind, c.cycle, c.due_at, c.assignee_id, c.unit_id, c.urgency)
+        .returning(c.ticket_id, c.ticket_number, c.kind, c.cycle, c.due_at, c.assignee_id,
+                   c.unit_id, c.urgency)
         .cte("claimed")
     )
     handled = sa.select(sa.func.count()).select_from(claimed).add_cte(_remind_pg(claimed, now))
@@ -177,8 +186,8 @@ def _sweep_range(mark: tuple[datetime, int], now: datetime,
     c = Clock.__table__.c
     after_at, after_id = mark
     return (
-        sa.select(c.id, c.ticket_id, c.kind, c.cycle, c.due_at, c.due_soon_at, c.assignee_id,
-                  c.unit_id, c.urgency, c.step, c.next_fire_at)
+        sa.select(c.id, c.ticket_id, c.ticket_number, c.kind, c.cycle, c.due_at, c.due_soon_at,
+                  c.assignee_id, c.unit_id, c.urgency, c.step, c.next_fire_at)
         .where(c.stopped_at.is_(None), c.due_soon_at <= now,
                sa.or_(c.due_soon_at > after_at,
                       sa.and_(c.due_soon_at == after_at, c.id > after_id)))
@@ -265,7 +274,8 @@ def _sweep_sqlite(swept: sa.Select[tuple[Any, ...]], now: datetime) -> tuple[
 
 def _remind_pg(clocks: sa.CTE, now: datetime) -> sa.CTE:
     """The data-modifying CTEs that remind ``clocks`` (rows with the clock's ``ticket_id``,
-    ``kind``, ``cycle``, ``due_at``, ``assignee_id``, ``unit_id`` and ``urgency``): their
+    ``ticket_number``, ``kind``, ``cycle``, ``due_at``, ``assignee_id``, ``unit_id`` and
+    ``urgency``): their
     ``fired`` rows (``ON CONFLICT DO NOTHING RETURNING`` — the new ones), then one notice per
     person for the clocks whose row is new. Returns the last CTE, to attach to the statement
     that reads what it needs of ``clocks``; PostgreSQL runs both whether read or not."""
@@ -279,7 +289,8 @@ def _remind_pg(clocks: sa.CTE, now: datetime) -> sa.CTE:
         .cte("new")
     )
     fresh = (
-        sa.select(clocks.c.ticket_id, clocks.c.assignee_id, clocks.c.unit_id, clocks.c.urgency)
+        sa.select(clocks.c.ticket_id, clocks.c.ticket_number, clocks.c.assignee_id,
+                  clocks.c.unit_id, clocks.c.urgency)
         .join(new, sa.and_(new.c.ticket_id == clocks.c.ticket_id,
                            new.c.clock == clocks.c.kind, new.c.cycle == clocks.c.cycle,
                            new.c.deadline == clocks.c.due_at))
@@ -292,26 +303,24 @@ def _due_soon_notices(clocks: sa.FromClause, now: datetime, units: bool = True,
                       where: sa.ColumnElement[bool] | None = None) -> sa.Insert:
     """One in-app notice per person (and urgency) for these clocks — rows of ``clocks`` (the
     table, or the claimed rows on PostgreSQL) that match ``where``, with their
-    ``ticket_id``, ``assignee_id``, ``unit_id`` and ``urgency`` — as one ``INSERT … SELECT``
+    ``ticket_id``, ``ticket_number``, ``assignee_id``, ``unit_id`` and ``urgency`` — as one
+    ``INSERT … SELECT``
     grouped by person: twenty tickets due soon make one notice listing twenty numbers.
     ``units``: some clocks are held by a unit, not a person (else that half is left out)."""
     c = clocks.c
     chosen = sa.true() if where is None else where
-    t = TICKETS.c
+    number = _number_of(c).label("number")
     users = User.__table__.c
     postgres = db.engine.dialect.name == "postgresql"
     json = sa.func.jsonb_build_object if postgres else sa.func.json_object
     agg = sa.func.jsonb_agg if postgres else sa.func.json_group_array
     urgent = (c.urgency == "emergency").label("urgent")
     to_people = (
-        sa.select(c.assignee_id.label("uid"), c.ticket_id.label("tid"),
-                  t.number.label("number"), urgent)
-        .join(TICKETS, t.id == c.ticket_id)
+        sa.select(c.assignee_id.label("uid"), c.ticket_id.label("tid"), number, urgent)
         .where(chosen, c.assignee_id.is_not(None)))
     to_units = (
-        sa.select(users.id.label("uid"), c.ticket_id.label("tid"), t.number.label("number"),
-                  urgent)
-        .join(TICKETS, t.id == c.ticket_id)
+        sa.select(users.id.label("uid"), c.ticket_id.label("tid"), number, urgent)
+        .select_from(clocks)
         .join(User.__table__, sa.and_(
             users.unit_id == c.unit_id, users.role.in_([str(r) for r in notify.HANDLING]),
             users.active.is_(True), users.is_system.is_(False)))
@@ -347,8 +356,7 @@ def due_rungs(now: datetime, limit: int = 500) -> list[tuple[int, int, str]]:
     first. Only listed; the job locks each ticket before it fires anything."""
     c = Clock.__table__.c
     rows = db.session.execute(
-        sa.select(c.id, c.ticket_id, TICKETS.c.number)
-        .join(TICKETS, TICKETS.c.id == c.ticket_id)
+        sa.select(c.id, c.ticket_id, _number_of(c).label("number"))
         .where(_due_clause(now), sa.or_(c.step > 0, c.due_at < now))
         .order_by(c.next_fire_at)
         .limit(limit)

@@ -242,6 +242,31 @@ def test_the_sweep_resumes_inside_a_run_of_equal_due_soon_points(esc) -> None:  
     assert scan(app, sh(2025, 3, 4, 9, 1), reminder_batch=2).due_soon == 0
 
 
+def test_reminders_name_the_ticket_with_or_without_the_clock_s_copy_of_its_number(esc) -> None:  # type: ignore[no-untyped-def]
+    """Clocks carry their ticket's number (migration 0012), so the scan's notices need not
+    read 9,000 tickets; a clock started before the copy existed (null) is named all the
+    same, from its ticket — in the due-soon notice and in the overdue rung."""
+    from server.core.db import db
+
+    app, world = esc
+    copied, legacy = (_assigned(app, world, sh(2025, 3, 3, 10)) for _ in range(2))
+    assert {c["ticket_number"] for c in clocks(app, copied)} == {copied}
+    with app.app_context():
+        db.session.execute(sa.update(Clock).where(
+            Clock.ticket_id == ticket_row(app, legacy)["id"]).values(ticket_number=None))
+        db.session.commit()
+    assert {c["ticket_number"] for c in clocks(app, legacy)} == {None}
+
+    assert scan(app, sh(2025, 3, 4, 6)).due_soon == 2
+    notes = rows(app, Notification, kind="due_soon")
+    assert len(notes) == 1 and sorted(notes[0]["data"]["numbers"]) == sorted([copied, legacy])
+    assert scan(app, sh(2025, 3, 4, 10, 6)).escalated == 2
+    overdue = rows(app, Notification, kind="overdue")
+    assert sorted(n["data"]["number"] for n in overdue) == sorted([copied, legacy])
+    assert sorted(n["title"] for n in overdue) == sorted(
+        f"工单{n}签收已超时" for n in (copied, legacy))
+
+
 def test_a_due_soon_point_set_near_is_fired_even_behind_the_sweep(esc) -> None:  # type: ignore[no-untyped-def]
     """A rule tightened at 13:10 moves the sign clock's due-soon point to 13:17: too near to
     trust the sweep (whose mark may pass it before the change commits), so it becomes the

@@ -872,7 +872,7 @@ def _clock_facts(ticket: Ticket) -> TicketFacts:
         unit_level=str(unit.level), scope_path=where.path,
         assignee_id=assignee.id if assignee is not None else None,
         assignee_is_worker=assignee is not None and assignee.role == Role.grid_worker,
-        status=str(ticket.status), cycle=ticket.reopen_count,
+        status=str(ticket.status), cycle=ticket.reopen_count, number=ticket.number,
     )
 
 
