@@ -9,11 +9,17 @@ database is known to have, named here with their reasons.
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask import Flask
+
+from tests.conftest import _settings, is_pg
 
 #: (operation, name) that differ on one database on purpose.
 KNOWN = {
@@ -48,3 +54,52 @@ def test_the_migrated_database_matches_the_models(app: Flask) -> None:
     found = [_name(d[0] if isinstance(d, list) else d) for d in diffs]
     unexpected = [d for d in found if d not in KNOWN[dialect]]
     assert unexpected == [], unexpected
+
+
+@pytest.mark.skipif(is_pg(), reason="builds its own SQLite file from revision 0011")
+def test_migration_0012_copies_open_clocks_ticket_numbers_and_goes_back(tmp_path: Path) -> None:
+    """Open clocks get their ticket's number (the scan names tickets from it); stopped ones,
+    which never fire again, are left null; going back drops the column."""
+    from flask_migrate import downgrade, upgrade
+
+    from server.app import _migrations_dir, create_app
+    from server.core.db import db
+
+    app = create_app(_settings(tmp_path, f"sqlite:///{tmp_path / 'old.sqlite3'}"),
+                     YIHAO_JOBS_ENABLED=False)
+    now = datetime(2025, 3, 3, 2, 0)
+    with app.app_context():
+        upgrade(directory=str(_migrations_dir()), revision="0011")
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO units (id, code, name, level, path, active, created_at) VALUES "
+                "(1, '210000', '辽宁省', 'province', '/1/', 1, :now)"), {"now": now})
+            conn.execute(sa.text(
+                "INSERT INTO users (id, username, display_name, unit_id, role, is_system, active,"
+                " created_at) VALUES (1, 'hotline', 'hotline', 1, 'platform', 0, 1, :now)"),
+                {"now": now})
+            for tid in (1, 2):
+                conn.execute(sa.text(
+                    "INSERT INTO tickets (id, number, source, type, title, content, urgency, "
+                    "status, unit_id, accepting_unit_id, created_by_id, reporter_anonymous, "
+                    "accepted_at, deadline_provisional, extension_count, urge_count, "
+                    "reopen_count, version, updated_at) VALUES (:id, :number, 'hotline', "
+                    "'complaint', 't', 'c', 'normal', 'dispatched', 1, 1, 1, 1, :now, 0, 0, 0, "
+                    "0, 1, :now)"), {"id": tid, "number": f"YH{tid}", "now": now})
+                conn.execute(sa.text(
+                    "INSERT INTO clocks (id, ticket_id, cycle, kind, seq, calendar_version, "
+                    "ticket_type, urgency, level, scope_path, unit_id, unit_path, started_at, "
+                    "stopped_at, extended_days, suspended_seconds, excused, provisional, step) "
+                    "VALUES (:id, :id, 0, 'sign', 1, 1, 'complaint', 'normal', 'province', "
+                    "'/1/', 1, '/1/', :now, :stopped, 0, 0, 0, 0, 0)"),
+                    {"id": tid, "now": now, "stopped": now if tid == 2 else None})
+        upgrade(directory=str(_migrations_dir()), revision="0012")
+        with db.engine.connect() as conn:
+            copied = conn.execute(sa.text(
+                "SELECT id, ticket_number FROM clocks ORDER BY id")).all()
+        downgrade(directory=str(_migrations_dir()), revision="0011")
+        with db.engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("clocks")}
+        db.engine.dispose()
+    assert [tuple(r) for r in copied] == [(1, "YH1"), (2, None)]
+    assert "ticket_number" not in columns
