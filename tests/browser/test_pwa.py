@@ -129,6 +129,21 @@ def wait_queue_empty(page: Any, timeout_s: float = 30) -> None:
     raise AssertionError(f"the queue still holds {queue_length(page)} items")
 
 
+def wait_until(page: Any, script: str, arg: Any = None, timeout_s: float = 20) -> None:
+    """Poll an async page ``script`` until it gives a truthy value.
+
+    Not ``page.wait_for_function``: that one does not await a promise, and a promise is
+    truthy, so an async condition passed at once (a PWA test went offline before the
+    details it waited for had arrived, and failed in CI now and then).
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if page.evaluate(script, arg):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"still false after {timeout_s} s: {script}")
+
+
 def events(as_user: Callable[[str], Any], number: str) -> list[dict[str, Any]]:
     resp = as_user("township").get(f"/tickets/{number}/events")
     assert resp.status_code == 200
@@ -493,7 +508,7 @@ def test_pwa_audit_manifest_worker_and_offline_start(
     assert page.evaluate("navigator.storage.persisted()") in (True, False)
     page.locator("a.task").first.wait_for()
     # the open tickets are kept on the phone in the background after the list: wait for them
-    page.wait_for_function("""async () => {
+    wait_until(page, """async () => {
         const list = await YihaoStore.get('cache', 'list');
         if (!list) return false;
         for (const t of list.data.items) {
@@ -663,7 +678,7 @@ def test_a_ticket_opens_offline_from_the_task_list_when_its_details_never_came(
     page.locator("a.task").first.wait_for()
     # The details are fetched ticket first, events last: once the events are there, no
     # fetch is left in flight to write the ticket back after it is taken away below.
-    page.wait_for_function(f"async () => !!(await YihaoStore.get('cache', 'events:{assigned}'))")
+    wait_until(page, "async n => !!(await YihaoStore.get('cache', 'events:' + n))", assigned)
     context.set_offline(True)
     page.evaluate(f"""async () => {{ await YihaoStore.del('cache', 'ticket:{assigned}');
                                     await YihaoStore.del('cache', 'events:{assigned}'); }}""")
