@@ -48,6 +48,43 @@ def _settings(home: Path, url: str) -> Settings:
                     audit_key="test-audit-key")
 
 
+def app_at_revision(tmp_path: Path, revision: str, now: Any) -> Flask:
+    """An app on its own SQLite file migrated up to ``revision`` only, holding the province
+    (unit 1) and the hotline user (user 1) that older rows point at.
+
+    For tests of what a later migration does to rows written before it: they insert rows in
+    the old schema, then upgrade (``migrate_to``) and look.
+    """
+    from server.app import create_app
+    from server.core.db import db
+
+    app = create_app(_settings(tmp_path, f"sqlite:///{tmp_path / 'old.sqlite3'}"),
+                     YIHAO_JOBS_ENABLED=False)
+    with app.app_context():
+        migrate_to(revision)
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO units (id, code, name, level, path, active, created_at) VALUES "
+                "(1, '210000', '辽宁省', 'province', '/1/', 1, :now)"), {"now": now})
+            conn.execute(sa.text(
+                "INSERT INTO users (id, username, display_name, unit_id, role, is_system, active,"
+                " created_at) VALUES (1, 'hotline', 'hotline', 1, 'platform', 0, 1, :now)"),
+                {"now": now})
+    return app
+
+
+def migrate_to(revision: str | None = None, *, down: bool = False) -> None:
+    """Upgrade the current app's database to ``revision`` (the newest if None), or downgrade."""
+    from flask_migrate import downgrade, upgrade
+
+    from server.app import _migrations_dir
+
+    if down:
+        downgrade(directory=str(_migrations_dir()), revision=revision or "-1")
+    else:
+        upgrade(directory=str(_migrations_dir()), revision=revision or "head")
+
+
 @pytest.fixture(scope="session")
 def _template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Migrate once per test session."""

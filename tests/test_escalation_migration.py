@@ -9,30 +9,20 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import _settings, is_pg
+from tests.conftest import app_at_revision, is_pg, migrate_to
 
 
 @pytest.mark.skipif(is_pg(), reason="builds its own SQLite file from revision 0002")
 def test_upgrade_backfills_open_tickets(tmp_path: Path) -> None:
-    from flask_migrate import upgrade
-
-    from server.app import _migrations_dir, create_app
     from server.core.db import db
 
-    app = create_app(_settings(tmp_path, f"sqlite:///{tmp_path / 'old.sqlite3'}"),
-                     YIHAO_JOBS_ENABLED=False)
     now = datetime(2025, 3, 3, 2, 0)
+    app = app_at_revision(tmp_path, "0002", now)
     with app.app_context():
-        upgrade(directory=str(_migrations_dir()), revision="0002")
         with db.engine.begin() as conn:
             conn.execute(sa.text(
                 "INSERT INTO units (id, code, name, level, path, active, created_at) VALUES "
-                "(1, '210000', '辽宁省', 'province', '/1/', 1, :now), "
                 "(2, '210102001', '浑河湾街道', 'township', '/1/2/', 1, :now)"), {"now": now})
-            conn.execute(sa.text(
-                "INSERT INTO users (id, username, display_name, unit_id, role, is_system, active,"
-                " created_at) VALUES (1, 'hotline', 'hotline', 1, 'platform', 0, 1, :now)"),
-                {"now": now})
             for tid, status, urgency in ((1, "assigned", "normal"), (2, "in_progress", "urgent"),
                                          (3, "closed", "normal")):
                 conn.execute(sa.text(
@@ -45,7 +35,7 @@ def test_upgrade_backfills_open_tickets(tmp_path: Path) -> None:
                     " 0, 0, 1, :now)"),
                     {"id": tid, "number": f"YH{tid}", "urgency": urgency, "status": status,
                      "now": now})
-        upgrade(directory=str(_migrations_dir()))
+        migrate_to()
         with db.engine.connect() as conn:
             clocks = conn.execute(sa.text(
                 "SELECT ticket_id, kind, rule_code, due_at, step, next_fire_at FROM clocks "

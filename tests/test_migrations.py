@@ -19,7 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask import Flask
 
-from tests.conftest import _settings, is_pg
+from tests.conftest import app_at_revision, is_pg, migrate_to
 
 #: (operation, name) that differ on one database on purpose.
 KNOWN = {
@@ -60,24 +60,12 @@ def test_the_migrated_database_matches_the_models(app: Flask) -> None:
 def test_migration_0012_copies_open_clocks_ticket_numbers_and_goes_back(tmp_path: Path) -> None:
     """Open clocks get their ticket's number (the scan names tickets from it); stopped ones,
     which never fire again, are left null; going back drops the column."""
-    from flask_migrate import downgrade, upgrade
-
-    from server.app import _migrations_dir, create_app
     from server.core.db import db
 
-    app = create_app(_settings(tmp_path, f"sqlite:///{tmp_path / 'old.sqlite3'}"),
-                     YIHAO_JOBS_ENABLED=False)
     now = datetime(2025, 3, 3, 2, 0)
+    app = app_at_revision(tmp_path, "0011", now)
     with app.app_context():
-        upgrade(directory=str(_migrations_dir()), revision="0011")
         with db.engine.begin() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO units (id, code, name, level, path, active, created_at) VALUES "
-                "(1, '210000', '辽宁省', 'province', '/1/', 1, :now)"), {"now": now})
-            conn.execute(sa.text(
-                "INSERT INTO users (id, username, display_name, unit_id, role, is_system, active,"
-                " created_at) VALUES (1, 'hotline', 'hotline', 1, 'platform', 0, 1, :now)"),
-                {"now": now})
             for tid in (1, 2):
                 conn.execute(sa.text(
                     "INSERT INTO tickets (id, number, source, type, title, content, urgency, "
@@ -93,11 +81,11 @@ def test_migration_0012_copies_open_clocks_ticket_numbers_and_goes_back(tmp_path
                     "VALUES (:id, :id, 0, 'sign', 1, 1, 'complaint', 'normal', 'province', "
                     "'/1/', 1, '/1/', :now, :stopped, 0, 0, 0, 0, 0)"),
                     {"id": tid, "now": now, "stopped": now if tid == 2 else None})
-        upgrade(directory=str(_migrations_dir()), revision="0012")
+        migrate_to("0012")
         with db.engine.connect() as conn:
             copied = conn.execute(sa.text(
                 "SELECT id, ticket_number FROM clocks ORDER BY id")).all()
-        downgrade(directory=str(_migrations_dir()), revision="0011")
+        migrate_to("0011", down=True)
         with db.engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("clocks")}
         db.engine.dispose()

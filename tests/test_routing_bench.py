@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import _settings, is_pg
+from tests.conftest import app_at_revision, is_pg, migrate_to
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "gov-messages"
@@ -20,24 +20,12 @@ DATA = ROOT.parent / "shared" / "datasets" / "gov-messages"
 
 @pytest.mark.skipif(is_pg(), reason="builds its own SQLite file from revision 0003")
 def test_migration_0004_backfills_and_goes_back(tmp_path: Path) -> None:
-    from flask_migrate import downgrade, upgrade
-
-    from server.app import _migrations_dir, create_app
     from server.core.db import db
 
-    app = create_app(_settings(tmp_path, f"sqlite:///{tmp_path / 'old.sqlite3'}"),
-                     YIHAO_JOBS_ENABLED=False)
     now = datetime(2025, 3, 3, 2, 0)
+    app = app_at_revision(tmp_path, "0003", now)
     with app.app_context():
-        upgrade(directory=str(_migrations_dir()), revision="0003")
         with db.engine.begin() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO units (id, code, name, level, path, active, created_at) VALUES "
-                "(1, '210000', '辽宁省', 'province', '/1/', 1, :now)"), {"now": now})
-            conn.execute(sa.text(
-                "INSERT INTO users (id, username, display_name, unit_id, role, is_system, active,"
-                " created_at) VALUES (1, 'hotline', 'hotline', 1, 'platform', 0, 1, :now)"),
-                {"now": now})
             for tid, code in ((1, "0603"), (2, None)):
                 conn.execute(sa.text(
                     "INSERT INTO tickets (id, number, source, type, title, content, urgency, "
@@ -47,7 +35,7 @@ def test_migration_0004_backfills_and_goes_back(tmp_path: Path) -> None:
                     "(:id, :number, 'hotline', 'complaint', 't', 'c', 'normal', 'closed', 1, 1, "
                     "1, 1, :now, 0, 0, 0, 0, 1, :now, :code)"),
                     {"id": tid, "number": f"YH{tid}", "now": now, "code": code})
-        upgrade(directory=str(_migrations_dir()), revision="0004")
+        migrate_to("0004")
         with db.engine.connect() as conn:
             rows = conn.execute(sa.text(
                 "SELECT id, category_source, category_confidence, duplicate_count FROM tickets "
@@ -56,7 +44,7 @@ def test_migration_0004_backfills_and_goes_back(tmp_path: Path) -> None:
         assert [tuple(r) for r in rows] == [(1, "operator", 1.0, 0), (2, None, None, 0)]
         assert {"routing_models", "category_corrections", "ticket_links",
                 "emergency_handoffs"} <= tables
-        downgrade(directory=str(_migrations_dir()), revision="0003")
+        migrate_to("0003", down=True)
         with db.engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("tickets")}
             tables = set(sa.inspect(conn).get_table_names())
