@@ -275,10 +275,10 @@ def _sweep_sqlite(swept: sa.Select[tuple[Any, ...]], now: datetime) -> tuple[
 def _remind_pg(clocks: sa.CTE, now: datetime) -> sa.CTE:
     """The data-modifying CTEs that remind ``clocks`` (rows with the clock's ``ticket_id``,
     ``ticket_number``, ``kind``, ``cycle``, ``due_at``, ``assignee_id``, ``unit_id`` and
-    ``urgency``): their
-    ``fired`` rows (``ON CONFLICT DO NOTHING RETURNING`` — the new ones), then one notice per
-    person for the clocks whose row is new. Returns the last CTE, to attach to the statement
-    that reads what it needs of ``clocks``; PostgreSQL runs both whether read or not."""
+    ``urgency``): their ``fired`` rows (``ON CONFLICT DO NOTHING RETURNING`` — the new
+    ones), then one notice per person for the clocks whose row is new. Returns the last CTE,
+    to attach to the statement that reads what it needs of ``clocks``; PostgreSQL runs both
+    whether read or not."""
     f = Fired.__table__.c
     new = (
         fired_insert().from_select(
@@ -304,8 +304,8 @@ def _due_soon_notices(clocks: sa.FromClause, now: datetime, units: bool = True,
     """One in-app notice per person (and urgency) for these clocks — rows of ``clocks`` (the
     table, or the claimed rows on PostgreSQL) that match ``where``, with their
     ``ticket_id``, ``ticket_number``, ``assignee_id``, ``unit_id`` and ``urgency`` — as one
-    ``INSERT … SELECT``
-    grouped by person: twenty tickets due soon make one notice listing twenty numbers.
+    ``INSERT … SELECT`` grouped by person: twenty tickets due soon make one notice listing
+    twenty numbers.
     ``units``: some clocks are held by a unit, not a person (else that half is left out)."""
     c = clocks.c
     chosen = sa.true() if where is None else where
