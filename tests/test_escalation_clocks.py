@@ -134,7 +134,7 @@ def test_suspension_is_excluded_and_a_recorded_breach_stays(esc) -> None:  # typ
     from escalation.clocks import on_ticket_event
     from server.core.db import db
     from server.tickets import operations as ops
-    from server.tickets.queries import lock_ticket_for_job
+    from server.tickets.queries import lock_tickets_for_job
 
     app, world = esc
     number = accept_at(app, world, sh(2025, 3, 3, 10))
@@ -146,8 +146,7 @@ def test_suspension_is_excluded_and_a_recorded_breach_stays(esc) -> None:  # typ
 
     def event(kind: str, at) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         with app.app_context():
-            ticket = lock_ticket_for_job(ticket_id)
-            assert ticket is not None
+            ticket = lock_tickets_for_job([ticket_id])[ticket_id]
             sync = on_ticket_event(ops._clock_facts(ticket), kind, at, {})
             for name, value in sync.fields.items():
                 setattr(ticket, name, value)
@@ -175,7 +174,7 @@ def test_a_clock_reminded_before_a_suspension_is_not_reminded_again(esc) -> None
     from escalation.models import Notification
     from server.core.db import db
     from server.tickets import operations as ops
-    from server.tickets.queries import lock_ticket_for_job
+    from server.tickets.queries import lock_tickets_for_job
 
     app, world = esc
     number = accept_at(app, world, sh(2025, 3, 3, 10))
@@ -184,8 +183,7 @@ def test_a_clock_reminded_before_a_suspension_is_not_reminded_again(esc) -> None
     ticket_id = ticket_row(app, number)["id"]
     for kind, at in (("suspend", sh(2025, 3, 4, 7)), ("resume", sh(2025, 3, 6, 7))):
         with app.app_context():
-            ticket = lock_ticket_for_job(ticket_id)
-            assert ticket is not None
+            ticket = lock_tickets_for_job([ticket_id])[ticket_id]
             on_ticket_event(ops._clock_facts(ticket), kind, at, {})
             db.session.commit()
     sign = open_clock(app, number, "sign")

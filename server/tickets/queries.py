@@ -76,17 +76,3 @@ def lock_tickets_for_job(ticket_ids: list[int]) -> dict[int, Ticket]:
     else:
         query = query.with_for_update(of=Ticket, skip_locked=True)
     return {t.id: t for t in db.session.execute(query).scalars()}
-
-
-def lock_ticket_for_job(ticket_id: int, *, skip_locked: bool = True) -> Ticket | None:
-    """A system job's lock on one ticket (no actor, so no jurisdiction): None when the
-    ticket is gone or, with ``skip_locked`` on PostgreSQL, being changed right now (the job
-    comes back to it on its next run)."""
-    query = sa.select(Ticket).where(Ticket.id == ticket_id).execution_options(
-        populate_existing=True)
-    if db.engine.dialect.name == "sqlite":
-        db.session.execute(
-            sa.update(Ticket).where(Ticket.id == ticket_id).values(version=Ticket.version))
-    else:
-        query = query.with_for_update(of=Ticket, skip_locked=skip_locked)
-    return db.session.execute(query).scalar_one_or_none()
