@@ -7,7 +7,8 @@ What it does, per database (a SQLite file — the embedded default — and Postg
    default rules) and creates a small tree: a county, ``--townships`` townships, ten villages
    each, one grid worker per village and station staff per township;
 2. inserts ``--tickets`` open tickets, each with its open reply clock, set-based
-   (``generate_series`` on PostgreSQL, then ``VACUUM ANALYZE`` as autovacuum would;
+   (``generate_series`` on PostgreSQL, then ``VACUUM ANALYZE`` as autovacuum would and a
+   ``CHECKPOINT``, so the setup's own checkpoint is not timed with the scan;
    ``executemany`` on SQLite, then ``ANALYZE``): 1 % of the clocks are due
    at the scan instant (``--due-share``), split between due-soon reminders and overdue
    escalations (``--overdue``), the rest due days later;
@@ -26,9 +27,12 @@ The scan instant is frozen (Wednesday 12 March 2025, 10:00 Shanghai: working hou
 digests go out in the same scan). Loopback only; sizes are capped.
 
     .venv/bin/python bench/escalation.py --db both
+    .venv/bin/python bench/escalation.py --db postgres --recompute 1000 --runs 5   # medians
     .venv/bin/python bench/escalation.py --db sqlite --tickets 100000   # a quick look
 
-Writes the raw numbers as JSON (``--json``, default ``bench/results/escalation.json``).
+``--runs N`` repeats it all N times, each on a fresh database; the table gives every timed
+figure as the median of the runs, then each run. Writes the raw numbers and medians as JSON
+(``--json``, default ``bench/results/escalation.json``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -185,6 +191,11 @@ def insert_tickets(tree: dict[str, Any], n: int, due_every: int, overdue_share: 
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE tickets"))
             conn.execute(sa.text("VACUUM ANALYZE clocks"))
+            # The million rows just written (≈ 1 GB of WAL) set off a checkpoint that would
+            # otherwise run during the scan and be timed with it, more or less of it from one
+            # run to the next. Done now, the scan starts right after a checkpoint: every page
+            # it changes is written whole to the WAL, the worst case, the same each run.
+            conn.execute(sa.text("CHECKPOINT"))
     else:
         raw = db.engine.raw_connection()
         try:
@@ -393,11 +404,11 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         per = seconds / full.escalated if full.escalated else None
         result["escalation_scan"] = {
             "escalated": full.escalated, "complete": full.complete,
-            "seconds": round(seconds, 2), "queries": len(statements),
+            "seconds": round(seconds, 3), "queries": len(statements),
             "ms_per_escalation": round(per * 1000, 2) if per else None,
             "queries_per_escalation": round(len(statements) / full.escalated, 1)
             if full.escalated else None, "report": full.as_dict()}
-        log(f"[{kind}] escalation scan: {full.escalated} escalations in {seconds:.1f}s, "
+        log(f"[{kind}] escalation scan: {full.escalated} escalations in {seconds:.2f}s, "
             f"{len(statements)} statements")
         if os.environ.get("YIHAO_BENCH_SQL"):  # which statements, most frequent first
             shapes = Counter(" ".join(st.split())[:70] for st in statements)
@@ -405,37 +416,61 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 log(f"    {n:6d}  {shape}")
         db.session.remove()
         engine.dispose()
+    shutil.rmtree(home, ignore_errors=True)  # a million-ticket SQLite file a run
     return result
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def _spread(values: list[float], fmt: str, unit: str) -> str:
+    """The median, then every run when there were several: these machines are noisy, so a
+    figure is quoted as the median of runs and the runs show how far apart they were."""
+    text = f"{format(statistics.median(values), fmt)} {unit}"
+    if len(values) > 1:
+        text += " (" + " / ".join(format(v, fmt) for v in values) + ")"
+    return text
+
+
+def whole_scan(run: dict[str, Any]) -> float:
+    """The whole 1 % scan: the due-soon reminders and digests, then the escalations."""
+    return run["due_soon_scan"]["seconds"] + run["escalation_scan"]["seconds"]
+
+
+def table(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """One column per database; a timed row gives the median of the runs, then each run."""
+    kinds = list(runs)
     lines = [
-        "| | " + " | ".join(r["db"] for r in results) + " |",
-        "|---|" + "---|" * len(results),
+        "| | " + " | ".join(f"{k} ({len(runs[k])} run{'s' * (len(runs[k]) > 1)})"
+                             for k in kinds) + " |",
+        "|---|" + "---|" * len(kinds),
     ]
 
-    def row(label: str, cells: list[str]) -> None:
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    def row(label: str, cell: Any) -> None:
+        lines.append(f"| {label} | " + " | ".join(cell(runs[k]) for k in kinds) + " |")
 
-    row("open tickets (due)", [f"{r['data']['tickets']:,} ({r['data']['due']:,})"
-                               for r in results])
-    row("empty scan (nothing due)", [
-        f"{r['empty_scan']['seconds'] * 1000:.1f} ms, {r['empty_scan']['queries']} queries"
-        for r in results])
-    row("find what is due (500)", [
-        f"{r['find']['seconds'] * 1000:.1f} ms, {r['find']['queries']} query" for r in results])
-    row("due-soon scan", [
-        f"{r['due_soon_scan']['reminders']:,} reminders + {r['due_soon_scan']['digests']} "
-        f"digests: {r['due_soon_scan']['seconds']:.2f} s, {r['due_soon_scan']['queries']} "
-        f"queries" for r in results])
-    row("escalation scan", [
-        f"{r['escalation_scan']['escalated']:,} escalations: "
-        f"{r['escalation_scan']['seconds']:.1f} s "
-        f"({r['escalation_scan']['ms_per_escalation']} ms, "
-        f"{r['escalation_scan']['queries_per_escalation']} queries each)" for r in results])
-    row("recompute after a rule change", [
-        f"{r['recompute']['changed']:,} clocks: {r['recompute']['seconds']:.1f} s, "
-        f"{r['recompute']['queries']} queries" for r in results])
+    def seconds(rs: list[dict[str, Any]], key: str, scale: float = 1.0) -> list[float]:
+        return [r[key]["seconds"] * scale for r in rs]
+
+    row("open tickets (due)",
+        lambda rs: f"{rs[0]['data']['tickets']:,} ({rs[0]['data']['due']:,})")
+    row("empty scan (nothing due)", lambda rs: _spread(
+        seconds(rs, "empty_scan", 1000), ".1f", "ms") + f", {rs[0]['empty_scan']['queries']} "
+        "queries")
+    row("find what is due (500)", lambda rs: _spread(
+        seconds(rs, "find", 1000), ".1f", "ms") + f", {rs[0]['find']['queries']} query")
+    row("due-soon scan", lambda rs: (
+        f"{rs[0]['due_soon_scan']['reminders']:,} reminders + "
+        f"{rs[0]['due_soon_scan']['digests']} digests: "
+        + _spread(seconds(rs, "due_soon_scan"), ".2f", "s")
+        + f", {rs[0]['due_soon_scan']['queries']} queries"))
+    row("escalation scan", lambda rs: (
+        f"{rs[0]['escalation_scan']['escalated']:,} escalations: "
+        + _spread(seconds(rs, "escalation_scan"), ".2f", "s")
+        + f", {rs[0]['escalation_scan']['queries']} queries"))
+    row("**the whole scan** (due soon + escalations)",
+        lambda rs: "**" + _spread([whole_scan(r) for r in rs], ".2f", "s") + "**")
+    row("recompute after a rule change", lambda rs: (
+        f"{rs[0]['recompute']['changed']:,} clocks: "
+        + _spread(seconds(rs, "recompute"), ".1f", "s")
+        + f", {rs[0]['recompute']['queries']} queries"))
     return "\n".join(lines)
 
 
@@ -453,8 +488,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--townships", type=int, default=10)
     p.add_argument("--batch", type=int, default=5000, help="due-soon reminders per statement")
     p.add_argument("--budget", type=float, default=600.0, help="seconds for the scan")
+    p.add_argument("--runs", type=int, default=1,
+                   help="runs per database, each on a fresh database; the table gives medians")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = p.parse_args(argv)
+    if not 1 <= args.runs <= 20:
+        p.error("--runs 1..20")
     if not 1 <= args.tickets <= MAX_TICKETS or not 0 < args.due_share <= 0.5:
         p.error(f"--tickets 1..{MAX_TICKETS}, --due-share in (0, 0.5]")
     if not 0 <= args.overdue <= 1 or not 1 <= args.recompute <= args.tickets:
@@ -465,15 +504,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    results = [measure(kind, args) for kind in kinds]
+    runs = {kind: [measure(kind, args) for _ in range(args.runs)] for kind in kinds}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
-        "args": {k: str(v) for k, v in vars(args).items()}, "results": results,
+                    "platform": platform.platform(), "load": os.getloadavg()},
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "results": [r for kind in kinds for r in runs[kind]],
+        "medians": {kind: {
+            "due_soon_seconds": statistics.median(r["due_soon_scan"]["seconds"] for r in rs),
+            "escalation_seconds": statistics.median(r["escalation_scan"]["seconds"] for r in rs),
+            "whole_scan_seconds": statistics.median(whole_scan(r) for r in rs),
+            "empty_scan_seconds": statistics.median(r["empty_scan"]["seconds"] for r in rs),
+        } for kind, rs in runs.items()},
     }, ensure_ascii=False, indent=2))
-    print(table(results))
+    print(table(runs))
     return 0
 
 
