@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -443,7 +443,7 @@ def table(runs: dict[str, list[dict[str, Any]]]) -> str:
         "|---|" + "---|" * len(kinds),
     ]
 
-    def row(label: str, cell: Any) -> None:
+    def row(label: str, cell: Callable[[list[dict[str, Any]]], str]) -> None:
         lines.append(f"| {label} | " + " | ".join(cell(runs[k]) for k in kinds) + " |")
 
     def seconds(rs: list[dict[str, Any]], key: str, scale: float = 1.0) -> list[float]:

@@ -10,6 +10,7 @@ refuse DELETE and TRUNCATE on ``events``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import uuid
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -46,6 +48,17 @@ def _settings(home: Path, url: str) -> Settings:
     return Settings(home=home, database_url=url, redis_url=None,
                     secret_key="test-secret", data_key="M0ZkTnFIaDJ0Sk5XbkJ6c2lRb2xYa1V1Y2R4a0ZZMFk=",
                     audit_key="test-audit-key")
+
+
+def load_bench(name: str) -> ModuleType:
+    """A script of ``bench/`` as a module (``bench/`` is not a package, and its
+    ``escalation.py`` would shadow the domain of that name on ``sys.path``)."""
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def app_at_revision(tmp_path: Path, revision: str, now: Any) -> Flask:

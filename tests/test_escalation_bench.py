@@ -4,25 +4,12 @@ table and JSON carry the medians of several runs. The figures come from the full
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.conftest import TEST_DB_URL, is_pg
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_escalation",
-                                                  ROOT / "bench" / "escalation.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import TEST_DB_URL, is_pg, load_bench
 
 
 def test_the_benchmark_scans_what_it_made_due(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -37,7 +24,7 @@ def test_the_benchmark_scans_what_it_made_due(tmp_path: Path, monkeypatch: pytes
         argv += ["--db", "postgres", "--pg-url", f"{base}/yihao_test_bench_esc"]
     else:
         argv += ["--db", "sqlite"]
-    assert _bench().main(argv) == 0
+    assert load_bench("escalation").main(argv) == 0
 
     report = json.loads(out.read_text())
     kind = "postgres" if is_pg() else "sqlite"

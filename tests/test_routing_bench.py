@@ -4,7 +4,6 @@ a slice of the message-board data (skipped where the data set is absent)."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import app_at_revision, is_pg, migrate_to
+from tests.conftest import app_at_revision, is_pg, load_bench, migrate_to
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "gov-messages"
@@ -53,14 +52,6 @@ def test_migration_0004_backfills_and_goes_back(tmp_path: Path) -> None:
     assert "ticket_links" not in tables and "routing_models" not in tables
 
 
-def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("bench_routing", ROOT / "bench" / "routing.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_benchmark_trains_on_one_file_and_reports_on_another(tmp_path: Path) -> None:
     labelled = DATA / "labeled_train.csv"
@@ -81,7 +72,7 @@ def test_benchmark_trains_on_one_file_and_reports_on_another(tmp_path: Path) -> 
         writer.writeheader()
         writer.writerows(hot)
     out = tmp_path / "result.json"
-    assert _bench().main(["--train", str(tmp_path / "train.csv"), "--eval",
+    assert load_bench("routing").main(["--train", str(tmp_path / "train.csv"), "--eval",
                           str(tmp_path / "eval.csv"), "--unlabeled",
                           str(tmp_path / "unlabelled.csv"), "--json", str(out)]) == 0
     result = json.loads(out.read_text(encoding="utf-8"))
@@ -115,7 +106,7 @@ def test_benchmark_repeats_cross_validation_over_seeds(tmp_path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows[-100:])
     out = tmp_path / "result.json"
-    assert _bench().main(["--train", str(tmp_path / "slice.csv"), "--folds", "2", "--seeds", "0",
+    assert load_bench("routing").main(["--train", str(tmp_path / "slice.csv"), "--folds", "2", "--seeds", "0",
                           "1", "--unlabeled", str(tmp_path / "unlabelled.csv"),
                           "--json", str(out)]) == 0
     result = json.loads(out.read_text(encoding="utf-8"))
